@@ -1,0 +1,102 @@
+/**
+ * The memory model: what a memory is, what a caller may write, and the limits every edge enforces.
+ *
+ * Types come from these schemas; every boundary (CLI, HTTP, SQL rows, stored payloads) decodes through them.
+ */
+import { Schema } from "effect"
+
+/** Default upper bound for `content`, in UTF-8 bytes. */
+export const MAX_CONTENT_BYTES = 64 * 1024
+
+const encoder = new TextEncoder()
+
+/** The size of a string in UTF-8 bytes (what SQLite and the wire actually carry). */
+export const utf8Bytes = (s: string): number => encoder.encode(s).length
+
+/** `utf8Bytes(s) <= max`, without encoding short strings (a UTF-16 unit is at most 3 UTF-8 bytes). */
+export const fitsBytes = (s: string, max: number): boolean => s.length * 3 <= max || utf8Bytes(s) <= max
+
+/** A memory id: opaque, non-empty, at most 128 characters. New ids are UUIDv7. */
+export const MemoryId = Schema.String.pipe(
+  Schema.minLength(1, { message: () => "memory id must not be empty" }),
+  Schema.maxLength(128, { message: () => "memory id must be at most 128 characters" })
+)
+export type MemoryId = typeof MemoryId.Type
+
+/** Memory content: non-empty, at most `MAX_CONTENT_BYTES` UTF-8 bytes. */
+export const Content = Schema.String.pipe(
+  Schema.filter((s) => s.trim().length > 0 || "content must not be empty"),
+  Schema.filter((s) => fitsBytes(s, MAX_CONTENT_BYTES) || `content must be at most ${MAX_CONTENT_BYTES} bytes`)
+)
+
+/** A category: free text, at most 256 characters. */
+export const Category = Schema.String.pipe(
+  Schema.maxLength(256, { message: () => "category must be at most 256 characters" })
+)
+
+/** A tag or keyword: non-empty, at most 256 characters. */
+export const Label = Schema.String.pipe(
+  Schema.minLength(1, { message: () => "tags and keywords must not be empty" }),
+  Schema.maxLength(256, { message: () => "tags and keywords must be at most 256 characters" })
+)
+
+/** Importance in [0, 1]. */
+export const Importance = Schema.Number.pipe(
+  Schema.filter((n) => (Number.isFinite(n) && n >= 0 && n <= 1) || "importance must be a number between 0 and 1")
+)
+
+/** Epoch milliseconds. */
+export const Timestamp = Schema.Number.pipe(Schema.int(), Schema.nonNegative())
+
+/** The fields a writer sets (everything but identity and timestamps). */
+export const MemoryFields = Schema.Struct({
+  content: Content,
+  category: Category,
+  tags: Schema.Array(Label),
+  keywords: Schema.Array(Label),
+  importance: Importance,
+  sensitive: Schema.Boolean
+})
+export type MemoryFields = typeof MemoryFields.Type
+
+/** The names of the fields a writer sets, in a fixed order (the fold and the SQL view iterate over it). */
+export const FIELD_NAMES = ["content", "category", "tags", "keywords", "importance", "sensitive"] as const
+export type FieldName = (typeof FIELD_NAMES)[number]
+
+/** A memory as readers see it. */
+export const Memory = Schema.Struct({
+  id: MemoryId,
+  ...MemoryFields.fields,
+  createdAt: Timestamp,
+  updatedAt: Timestamp
+})
+export type Memory = typeof Memory.Type
+
+/** What `create` takes: content is required, the rest has defaults (see `withDefaults`). */
+export const CreateInput = Schema.Struct({
+  content: Content,
+  category: Schema.optional(Category),
+  tags: Schema.optional(Schema.Array(Label)),
+  keywords: Schema.optional(Schema.Array(Label)),
+  importance: Schema.optional(Importance),
+  sensitive: Schema.optional(Schema.Boolean)
+})
+export type CreateInput = typeof CreateInput.Type
+
+/** What `update` takes: a partial patch with at least one field. */
+export const Patch = Schema.partial(MemoryFields).pipe(
+  Schema.filter((p) => Object.keys(p).length > 0 || "an update must change at least one field")
+)
+export type Patch = typeof Patch.Type
+
+/** The defaults a `create` fills in. */
+export const withDefaults = (input: CreateInput): MemoryFields => ({
+  content: input.content,
+  category: input.category ?? "general",
+  tags: dedupe(input.tags ?? []),
+  keywords: dedupe(input.keywords ?? []),
+  importance: input.importance ?? 0.5,
+  sensitive: input.sensitive ?? false
+})
+
+const dedupe = (xs: ReadonlyArray<string>): ReadonlyArray<string> => Array.from(new Set(xs))

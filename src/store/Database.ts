@@ -1,0 +1,192 @@
+/**
+ * The SQLite database of one replica (or of the server): one better-sqlite3 connection behind a 1-permit lock,
+ * exposed both as an `@effect/sql` client (interactive path) and as the raw handle (bulk paths).
+ *
+ * Why not `SqliteClient.layer`: it hides the handle, and the bulk paths (batch ingest, rebuild, replay) need
+ * prepared statements run in a tight loop — one Effect statement per row costs ~40 µs of runtime, a prepared
+ * `.run()` a few. Both views share one lock, and `raw` joins the caller's open transaction, so mixing them inside
+ * `withTransaction` is safe.
+ *
+ * Opening: a missing file is created only when `create` is set; a file that is not SQLite, or SQLite holding other
+ * tables, is refused before anything is written to it.
+ */
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { SqlClient, SqlError, Statement } from "@effect/sql"
+import type { Connection } from "@effect/sql/SqlConnection"
+import Sqlite from "better-sqlite3"
+import { Context, Effect, Layer, Option, Scope, Stream } from "effect"
+import { existsSync } from "node:fs"
+import { DatabaseNotFound, NotAMemsyncDatabase, StorageError } from "./Errors.js"
+import { migrate } from "./Migrations.js"
+
+/** How to open a database. */
+export interface Config {
+  /** A file path, or `:memory:`. */
+  readonly filename: string
+  /** `NORMAL` (default) may lose the last commits on power loss, never corrupts; `FULL` fsyncs every commit. */
+  readonly synchronous?: "NORMAL" | "FULL"
+  /** Create the file when it does not exist (default true). Read-only commands pass false. */
+  readonly create?: boolean
+  /** Open without write access; migrations are not run (default false). */
+  readonly readonly?: boolean
+}
+
+/** The open database. */
+export interface Database {
+  readonly filename: string
+  readonly sql: SqlClient.SqlClient
+  /** Run `f` on the raw handle holding the connection (joins an open transaction). Exceptions become StorageError. */
+  readonly raw: <A>(f: (db: Sqlite.Database) => A) => Effect.Effect<A, StorageError>
+}
+
+/** The database service. */
+export const Database = Context.GenericTag<Database>("memsync/Database")
+
+/** Errors of opening a database. */
+export type OpenError = DatabaseNotFound | NotAMemsyncDatabase | StorageError
+
+/** Open (and migrate) a database for the lifetime of the scope. */
+export const make = (config: Config): Effect.Effect<Database, OpenError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const db = yield* Effect.acquireRelease(open(config), (db) => Effect.sync(() => db.close()))
+    const semaphore = yield* Effect.makeSemaphore(1)
+    const connection = makeConnection(db)
+    const acquirer = semaphore.withPermits(1)(Effect.succeed(connection))
+    const transactionAcquirer = Effect.uninterruptibleMask((restore) =>
+      Effect.as(
+        Effect.zipRight(
+          restore(semaphore.take(1)),
+          Effect.tap(Effect.scope, (scope) => Scope.addFinalizer(scope, semaphore.release(1)))
+        ),
+        connection
+      )
+    )
+    const sql = yield* SqlClient.make({
+      acquirer,
+      transactionAcquirer,
+      compiler: Statement.makeCompilerSqlite(),
+      // IMMEDIATE takes the write lock up front: with several processes on one file, a deferred transaction that
+      // reads then writes can fail with SQLITE_BUSY instead of waiting.
+      beginTransaction: config.readonly === true ? "BEGIN" : "BEGIN IMMEDIATE",
+      spanAttributes: [["db.system.name", "sqlite"]]
+    }).pipe(Effect.provide(Reactivity.layer))
+
+    const raw = <A>(f: (db: Sqlite.Database) => A): Effect.Effect<A, StorageError> => {
+      const run = Effect.try({ try: () => f(db), catch: (cause) => new StorageError({ message: messageOf(cause) }) })
+      return Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (inTx) =>
+        Option.isSome(inTx) ? run : semaphore.withPermits(1)(run)
+      )
+    }
+
+    const database: Database = { filename: config.filename, sql, raw }
+    if (config.readonly !== true) {
+      yield* migrate.pipe(
+        Effect.provideService(SqlClient.SqlClient, sql),
+        Effect.mapError((e) => new StorageError({ message: `migrating ${config.filename}: ${e.message}` }))
+      )
+    }
+    return database
+  })
+
+/** A layer opening the database described by `config`. */
+export const layer = (config: Config): Layer.Layer<Database | SqlClient.SqlClient, OpenError> =>
+  Layer.scopedContext(
+    Effect.map(make(config), (db) => Context.make(Database, db).pipe(Context.add(SqlClient.SqlClient, db.sql)))
+  )
+
+/** An in-memory database (tests). */
+export const layerMemory: Layer.Layer<Database | SqlClient.SqlClient, OpenError> = layer({ filename: ":memory:" })
+
+/** The text of a thrown value, for one-line error messages. */
+export const messageOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+
+const open = (config: Config): Effect.Effect<Sqlite.Database, OpenError> =>
+  Effect.gen(function* () {
+    const path = config.filename
+    const memory = path === ":memory:" || path === ""
+    if (!memory && config.create === false && !existsSync(path)) return yield* new DatabaseNotFound({ path })
+    const db = yield* Effect.try({
+      try: () => new Sqlite(path, { readonly: config.readonly ?? false }),
+      catch: (cause) => new StorageError({ message: `cannot open ${path}: ${messageOf(cause)}` })
+    })
+    const checked = Effect.try({
+      try: () => {
+        // Any read fails with SQLITE_NOTADB on a file that is not SQLite.
+        const tables = db
+          .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+          .pluck()
+          .all()
+        return tables.length === 0 || tables.includes("memsync_meta")
+      },
+      catch: (cause) => new NotAMemsyncDatabase({ path, reason: messageOf(cause) })
+    })
+    const ok = yield* Effect.tapError(checked, () => Effect.sync(() => db.close()))
+    if (!ok) {
+      db.close()
+      return yield* new NotAMemsyncDatabase({ path, reason: "it holds tables that memsync did not create" })
+    }
+    yield* Effect.try({
+      try: () => {
+        db.pragma("busy_timeout = 5000")
+        if (!memory && config.readonly !== true) db.pragma("journal_mode = WAL")
+        db.pragma(`synchronous = ${config.synchronous ?? "NORMAL"}`)
+      },
+      catch: (cause) => {
+        db.close()
+        return new StorageError({ message: `cannot configure ${path}: ${messageOf(cause)}` })
+      }
+    })
+    return db
+  })
+
+const makeConnection = (db: Sqlite.Database): Connection => {
+  const cache = new Map<string, Sqlite.Statement>()
+  const prepare = (sql: string): Sqlite.Statement => {
+    let stmt = cache.get(sql)
+    if (stmt === undefined) {
+      // Multi-row statements vary in length; a bounded cache keeps the common shapes without growing forever.
+      if (cache.size >= 500) cache.clear()
+      stmt = db.prepare(sql)
+      cache.set(sql, stmt)
+    }
+    return stmt
+  }
+  const attempt = <A>(f: () => A) =>
+    Effect.try({ try: f, catch: (cause) => new SqlError.SqlError({ cause, message: messageOf(cause) }) })
+  const rows = (stmt: Sqlite.Statement, params: ReadonlyArray<unknown>): Array<unknown> => {
+    if (stmt.reader) return stmt.all(...params)
+    stmt.run(...params)
+    return []
+  }
+  return {
+    execute: (sql, params, transformRows) => {
+      const effect = attempt(() => rows(prepare(sql), params))
+      // The Connection interface types rows as `any`; callers decode them through a Schema.
+      return transformRows ? Effect.map(effect, (r) => transformRows(r as Array<object>)) : effect
+    },
+    executeRaw: (sql, params) =>
+      attempt(() => {
+        const stmt = prepare(sql)
+        return stmt.reader ? stmt.all(...params) : stmt.run(...params)
+      }),
+    executeValues: (sql, params) =>
+      attempt(() => {
+        const stmt = prepare(sql)
+        if (!stmt.reader) {
+          stmt.run(...params)
+          return []
+        }
+        try {
+          // In raw mode every row is an array of column values.
+          return stmt.raw(true).all(...params) as Array<Array<unknown>>
+        } finally {
+          stmt.raw(false)
+        }
+      }),
+    executeUnprepared: (sql, params, transformRows) => {
+      const effect = attempt(() => rows(db.prepare(sql), params ?? []))
+      return transformRows ? Effect.map(effect, (r) => transformRows(r as Array<object>)) : effect
+    },
+    executeStream: () => Stream.dieMessage("memsync: executeStream is not supported; page with keyset queries")
+  }
+}

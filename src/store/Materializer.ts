@@ -1,0 +1,196 @@
+/**
+ * The SQL twin of `Fold`: keeps the `memories` view (and, through triggers, `memories_fts`) equal to the fold of
+ * the events held.
+ *
+ * Each register has a value column and a `<name>_key` column with the order key of its writer. Applying a state is
+ * one upsert whose SET clause is `Fold.merge` written in SQL: a register moves only when the incoming key is greater,
+ * `created` and `deleted` only go from 0 to 1. A batch is first merged in memory (one row per memory), then
+ * upserted with one prepared statement per memory inside the caller's transaction.
+ */
+import type Sqlite from "better-sqlite3"
+import { Context, Effect, Layer, Schema } from "effect"
+import { classify, type Envelope, type MemoryEvent } from "../domain/Events.js"
+import { foldInto, REGISTERS, type MemoryState, type Register, type RegisterName } from "../domain/Fold.js"
+import { Database } from "./Database.js"
+import type { StorageError } from "./Errors.js"
+
+/** The materializer service. */
+export interface Materializer {
+  /** Fold envelopes into the view (unknown kinds are skipped); returns the ids of the memories touched. */
+  readonly apply: (
+    events: ReadonlyArray<Envelope>,
+    table?: string
+  ) => Effect.Effect<ReadonlyArray<string>, StorageError>
+  /** Merge pre-folded states into the view. */
+  readonly applyStates: (states: Iterable<MemoryState>, table?: string) => Effect.Effect<void, StorageError>
+  /** Every row of a view table as fold states (tests, verify). */
+  readonly readStates: (table?: string) => Effect.Effect<Map<string, MemoryState>, StorageError>
+}
+
+/** The materializer tag. */
+export const Materializer = Context.GenericTag<Materializer>("memsync/Materializer")
+
+/** The view column of each register. */
+export const COLUMNS: Record<RegisterName, string> = {
+  content: "content",
+  category: "category",
+  tags: "tags",
+  keywords: "keywords",
+  importance: "importance",
+  sensitive: "sensitive",
+  createdAt: "created_at",
+  updatedAt: "updated_at",
+  deletedAt: "deleted_at"
+}
+
+/** Build the materializer over the open database. */
+export const make = Effect.gen(function* () {
+  const database = yield* Database
+  const upserts = new Map<string, Sqlite.Statement>()
+  const upsertFor = (db: Sqlite.Database, table: string): Sqlite.Statement => {
+    let stmt = upserts.get(table)
+    if (stmt === undefined) {
+      stmt = db.prepare(upsertSql(table))
+      upserts.set(table, stmt)
+    }
+    return stmt
+  }
+
+  const applyStates = (states: Iterable<MemoryState>, table = "memories") =>
+    database.raw((db) => {
+      const stmt = upsertFor(db, table)
+      for (const s of states) stmt.run(stateParams(s))
+    })
+
+  const apply = (events: ReadonlyArray<Envelope>, table = "memories") =>
+    Effect.suspend(() => {
+      const states = foldEnvelopes(events)
+      return Effect.as(applyStates(states.values(), table), Array.from(states.keys()))
+    })
+
+  const readStates = (table = "memories") =>
+    database.raw((db) => {
+      const out = new Map<string, MemoryState>()
+      for (const row of db.prepare(`SELECT * FROM ${table}`).iterate()) {
+        const s = rowToState(row)
+        out.set(s.id, s)
+      }
+      return out
+    })
+
+  return Materializer.of({ apply, applyStates, readStates })
+})
+
+/** The materializer over the `Database` in context. */
+export const layer: Layer.Layer<Materializer, never, Database> = Layer.effect(Materializer, make)
+
+/** Merge envelopes into one state per memory, skipping kinds this build does not know. */
+export const foldEnvelopes = (events: Iterable<Envelope>): Map<string, MemoryState> => {
+  const states = new Map<string, MemoryState>()
+  for (const e of events) {
+    const c = classify(e)
+    if (c._tag === "Known") foldInto(states, c.event)
+  }
+  return states
+}
+
+/** Keep only the known events of a list (typed), e.g. for a pure fold in tests. */
+export const knownEvents = (events: Iterable<Envelope>): Array<MemoryEvent> => {
+  const out: Array<MemoryEvent> = []
+  for (const e of events) {
+    const c = classify(e)
+    if (c._tag === "Known") out.push(c.event)
+  }
+  return out
+}
+
+/** The upsert implementing `Fold.merge` on a view table. */
+export const upsertSql = (table: string): string => {
+  const cols = REGISTERS.map((r) => COLUMNS[r])
+  const names = ["id", "created", "deleted", ...cols.flatMap((c) => [c, `${c}_key`])]
+  const sets = [
+    `created = max(${table}.created, excluded.created)`,
+    `deleted = max(${table}.deleted, excluded.deleted)`,
+    ...cols.flatMap((c) => {
+      const wins = `excluded.${c}_key > coalesce(${table}.${c}_key, '')`
+      return [
+        `${c} = CASE WHEN ${wins} THEN excluded.${c} ELSE ${table}.${c} END`,
+        `${c}_key = CASE WHEN ${wins} THEN excluded.${c}_key ELSE ${table}.${c}_key END`
+      ]
+    })
+  ]
+  return `INSERT INTO ${table} (${names.join(", ")}) VALUES (${names.map((n) => `@${n}`).join(", ")})
+    ON CONFLICT(id) DO UPDATE SET ${sets.join(",\n")}`
+}
+
+/** The named parameters of one state's upsert. */
+export const stateParams = (s: MemoryState): Record<string, string | number | null> => {
+  const p: Record<string, string | number | null> = { id: s.id, created: s.created ? 1 : 0, deleted: s.deleted ? 1 : 0 }
+  for (const r of REGISTERS) {
+    const reg = s[r]
+    const col = COLUMNS[r]
+    p[col] = reg === undefined ? null : toColumn(reg.value)
+    p[`${col}_key`] = reg === undefined ? null : reg.key
+  }
+  return p
+}
+
+/** A `memories` row as stored (value columns plus keys). */
+export const ViewRow = Schema.Struct({
+  id: Schema.String,
+  created: Schema.Number,
+  deleted: Schema.Number,
+  content: Schema.NullOr(Schema.String),
+  content_key: Schema.NullOr(Schema.String),
+  category: Schema.NullOr(Schema.String),
+  category_key: Schema.NullOr(Schema.String),
+  tags: Schema.NullOr(Schema.String),
+  tags_key: Schema.NullOr(Schema.String),
+  keywords: Schema.NullOr(Schema.String),
+  keywords_key: Schema.NullOr(Schema.String),
+  importance: Schema.NullOr(Schema.Number),
+  importance_key: Schema.NullOr(Schema.String),
+  sensitive: Schema.NullOr(Schema.Number),
+  sensitive_key: Schema.NullOr(Schema.String),
+  created_at: Schema.NullOr(Schema.Number),
+  created_at_key: Schema.NullOr(Schema.String),
+  updated_at: Schema.NullOr(Schema.Number),
+  updated_at_key: Schema.NullOr(Schema.String),
+  deleted_at: Schema.NullOr(Schema.Number),
+  deleted_at_key: Schema.NullOr(Schema.String)
+})
+
+const decodeViewRow = Schema.decodeUnknownSync(ViewRow)
+const StringList = Schema.decodeUnknownSync(Schema.parseJson(Schema.Array(Schema.String)))
+
+/** A view row back to a fold state (throws on a row that does not decode; call inside `Database.raw`). */
+export const rowToState = (row: unknown): MemoryState => {
+  const r = decodeViewRow(row)
+  const reg = <A>(value: A | null, key: string | null): Register<A> | undefined =>
+    key === null || value === null ? undefined : { value, key }
+  const state: { -readonly [K in keyof MemoryState]: MemoryState[K] } = {
+    id: r.id,
+    created: r.created === 1,
+    deleted: r.deleted === 1
+  }
+  const set = <A>(name: RegisterName, register: Register<A> | undefined) => {
+    // One generic setter for nine registers; `name` and the value's type are paired by the calls below.
+    if (register !== undefined) (state as Record<RegisterName, Register<unknown>>)[name] = register
+  }
+  set("content", reg(r.content, r.content_key))
+  set("category", reg(r.category, r.category_key))
+  set("tags", reg(r.tags === null ? null : StringList(r.tags), r.tags_key))
+  set("keywords", reg(r.keywords === null ? null : StringList(r.keywords), r.keywords_key))
+  set("importance", reg(r.importance, r.importance_key))
+  set("sensitive", reg(r.sensitive === null ? null : r.sensitive === 1, r.sensitive_key))
+  set("createdAt", reg(r.created_at, r.created_at_key))
+  set("updatedAt", reg(r.updated_at, r.updated_at_key))
+  set("deletedAt", reg(r.deleted_at, r.deleted_at_key))
+  return state
+}
+
+const toColumn = (v: unknown): string | number | null => {
+  if (typeof v === "string" || typeof v === "number") return v
+  if (typeof v === "boolean") return v ? 1 : 0
+  return JSON.stringify(v)
+}

@@ -1,0 +1,275 @@
+/**
+ * The public facade of a replica: validated writes that become events, and reads over the materialized view.
+ *
+ * Every write is ONE transaction: append the event (+ outbox) and fold it into the view. Watchers are told after the
+ * commit, through `changes`. Reads never see a half-applied write because the single connection serializes them
+ * behind the transaction.
+ */
+import { SqlError } from "@effect/sql"
+import { Context, Effect, Layer, PubSub, Schema, Stream } from "effect"
+import type { Envelope, MemoryEvent } from "../domain/Events.js"
+import { formatError, isKnown } from "../domain/Events.js"
+import { isVisible, toMemory } from "../domain/Fold.js"
+import * as IdGen from "../domain/IdGenerator.js"
+import { CreateInput, Patch, withDefaults, type Memory } from "../domain/Memory.js"
+import * as Database from "./Database.js"
+import { MemoryNotFound, StorageError, ValidationError } from "./Errors.js"
+import * as EventLog from "./EventLog.js"
+import * as Materializer from "./Materializer.js"
+import * as ReplicaClock from "./ReplicaClock.js"
+import { toFts } from "./SearchQuery.js"
+
+/** A memory with its tombstone flag (what `list --include-deleted` shows). */
+export interface ListedMemory extends Memory {
+  readonly deleted: boolean
+}
+
+/** A search result: the memory and its bm25 rank (lower is better). */
+export interface SearchHit {
+  readonly memory: Memory
+  readonly rank: number
+}
+
+/** What a commit changed, for watchers. */
+export interface Change {
+  readonly source: "local" | "remote"
+  readonly memoryIds: ReadonlyArray<string>
+  readonly eventIds: ReadonlyArray<string>
+}
+
+/** Filters of `list`. */
+export interface ListOptions {
+  readonly category?: string | undefined
+  readonly tag?: string | undefined
+  readonly includeDeleted?: boolean | undefined
+  readonly limit?: number | undefined
+  readonly offset?: number | undefined
+}
+
+/** Counts for `stats`. */
+export interface Stats {
+  readonly memories: number
+  readonly deleted: number
+  readonly events: number
+  readonly eventsByType: Readonly<Record<string, number>>
+  readonly unknownEvents: number
+  readonly pendingOutbox: number
+  readonly deadLetters: number
+}
+
+/** Failures a write can have. */
+export type WriteError = ValidationError | MemoryNotFound | StorageError
+
+/** The store service. */
+export interface MemoryStore {
+  readonly clientId: string
+  readonly create: (input: CreateInput) => Effect.Effect<Memory, ValidationError | StorageError>
+  readonly createMany: (
+    inputs: ReadonlyArray<CreateInput>
+  ) => Effect.Effect<Array<Memory>, ValidationError | StorageError>
+  readonly update: (id: string, patch: Patch) => Effect.Effect<Memory, WriteError>
+  readonly remove: (id: string) => Effect.Effect<void, MemoryNotFound | StorageError>
+  readonly get: (id: string) => Effect.Effect<Memory, MemoryNotFound | StorageError>
+  readonly list: (options?: ListOptions) => Effect.Effect<Array<ListedMemory>, StorageError>
+  readonly search: (
+    query: string,
+    options?: { readonly limit?: number }
+  ) => Effect.Effect<Array<SearchHit>, StorageError>
+  readonly history: (id: string) => Effect.Effect<ReadonlyArray<EventLog.StoredEvent>, StorageError>
+  readonly stats: Effect.Effect<Stats, StorageError>
+  /** Commits as they happen (local writes, and remote ones once sync is running). */
+  readonly changes: Stream.Stream<Change>
+  /** Tell watchers about a commit made elsewhere (the sync engine's pulls). */
+  readonly publish: (change: Change) => Effect.Effect<void>
+}
+
+/** The store tag. */
+export const MemoryStore = Context.GenericTag<MemoryStore>("memsync/MemoryStore")
+
+/** Build the store over the database, log, materializer, clock and id generator in context. */
+export const make = Effect.gen(function* () {
+  const { sql, raw } = yield* Database.Database
+  const log = yield* EventLog.EventLog
+  const view = yield* Materializer.Materializer
+  const clock = yield* ReplicaClock.ReplicaClock
+  const ids = yield* IdGen.IdGenerator
+  const changes = yield* PubSub.unbounded<Change>()
+
+  const stmts = yield* raw((db) => ({
+    row: db.prepare(`SELECT * FROM memories WHERE id = ?`)
+  }))
+
+  const event = <E extends MemoryEvent>(type: E["type"], payload: E["payload"]) =>
+    Effect.gen(function* () {
+      const id = yield* ids.next
+      const hlc = yield* clock.stamp
+      const e: Envelope = { id, type, version: 1, payload, hlc, clientId: clock.clientId }
+      return e
+    })
+
+  /** Append + outbox + view in one transaction, then tell watchers. */
+  const commit = (events: ReadonlyArray<Envelope>) =>
+    sql.withTransaction(Effect.zipRight(log.appendLocal(events), view.apply(events))).pipe(
+      storageError,
+      Effect.tap((memoryIds) =>
+        PubSub.publish(changes, { source: "local", memoryIds, eventIds: events.map((e) => e.id) })
+      )
+    )
+
+  const readState = (id: string) =>
+    raw(() => {
+      const row = stmts.row.get(id)
+      return row === undefined ? undefined : Materializer.rowToState(row)
+    })
+
+  const get = Effect.fn("MemoryStore.get")(function* (id: string) {
+    const state = yield* readState(id)
+    const memory = state === undefined ? undefined : toMemory(state)
+    if (state === undefined || memory === undefined || state.deleted) {
+      return yield* new MemoryNotFound({ id, deleted: state?.deleted ?? false })
+    }
+    return memory
+  })
+
+  const createEvents = (inputs: ReadonlyArray<CreateInput>) =>
+    Effect.forEach(inputs, (raw) =>
+      Effect.gen(function* () {
+        const input = yield* validate(CreateInput, raw)
+        const id = yield* ids.next
+        const now = yield* clock.now
+        const memory: Memory = { id, ...withDefaults(input), createdAt: now, updatedAt: now }
+        return [memory, yield* event("memory.created", memory)] as const
+      })
+    )
+
+  const createMany = Effect.fn("MemoryStore.createMany")(function* (inputs: ReadonlyArray<CreateInput>) {
+    const made = yield* createEvents(inputs)
+    if (made.length > 0) yield* commit(made.map(([, e]) => e))
+    return made.map(([m]) => m)
+  })
+
+  const create = Effect.fn("MemoryStore.create")(function* (input: CreateInput) {
+    const [memory] = yield* createMany([input])
+    // createMany returns one memory per input.
+    return memory!
+  })
+
+  const update = Effect.fn("MemoryStore.update")(function* (id: string, rawPatch: Patch) {
+    const patch = yield* validate(Patch, rawPatch)
+    yield* get(id)
+    const now = yield* clock.now
+    yield* commit([yield* event("memory.updated", { id, patch, updatedAt: now })])
+    return yield* get(id)
+  })
+
+  const remove = Effect.fn("MemoryStore.remove")(function* (id: string) {
+    yield* get(id)
+    const now = yield* clock.now
+    yield* commit([yield* event("memory.deleted", { id, deletedAt: now })])
+  })
+
+  const list = Effect.fn("MemoryStore.list")(function* (options: ListOptions = {}) {
+    const where = [
+      sql`created = 1`,
+      ...(options.includeDeleted === true ? [] : [sql`deleted = 0`]),
+      ...(options.category === undefined ? [] : [sql`category = ${options.category}`]),
+      ...(options.tag === undefined
+        ? []
+        : [sql`EXISTS (SELECT 1 FROM json_each(memories.tags) WHERE value = ${options.tag})`])
+    ]
+    const rows = yield* sql`SELECT * FROM memories WHERE ${sql.and(where)}
+      ORDER BY created_at DESC, id LIMIT ${options.limit ?? 100} OFFSET ${options.offset ?? 0}`.pipe(storageError)
+    return yield* fromRows(rows, (row): Array<ListedMemory> => {
+      const state = Materializer.rowToState(row)
+      const memory = toMemory(state)
+      return memory === undefined ? [] : [{ ...memory, deleted: state.deleted }]
+    })
+  })
+
+  const search = Effect.fn("MemoryStore.search")(function* (query: string, options: { readonly limit?: number } = {}) {
+    const match = toFts(query)
+    if (match === undefined) return []
+    // bm25 weights: content, tags, keywords, category.
+    const rows = yield* sql`SELECT m.*, bm25(memories_fts, 1.0, 2.0, 2.0, 0.5) AS rank
+      FROM memories_fts JOIN memories m ON m.rownum = memories_fts.rowid
+      WHERE memories_fts MATCH ${match} AND m.created = 1 AND m.deleted = 0
+      ORDER BY rank LIMIT ${options.limit ?? 20}`.pipe(storageError)
+    return yield* fromRows(rows, (row): Array<SearchHit> => {
+      const state = Materializer.rowToState(row)
+      const memory = isVisible(state) ? toMemory(state) : undefined
+      return memory === undefined ? [] : [{ memory, rank: RankOf(row).rank }]
+    })
+  })
+
+  const history = (id: string) => log.byMemory(id)
+
+  const stats = raw((db) => {
+    const count = (q: string): number => Number(db.prepare(q).pluck().get() ?? 0)
+    const byType: Record<string, number> = {}
+    let unknownEvents = 0
+    for (const row of db.prepare(`SELECT type, version, count(*) AS n FROM events GROUP BY type, version`).all()) {
+      const r = TypeCount(row)
+      byType[r.type] = (byType[r.type] ?? 0) + r.n
+      if (!isKnown(r.type, r.version)) unknownEvents += r.n
+    }
+    return {
+      memories: count(`SELECT count(*) FROM memories WHERE created = 1 AND deleted = 0`),
+      deleted: count(`SELECT count(*) FROM memories WHERE deleted = 1`),
+      events: count(`SELECT count(*) FROM events`),
+      eventsByType: byType,
+      unknownEvents,
+      pendingOutbox: count(`SELECT count(*) FROM outbox`),
+      deadLetters: count(`SELECT count(*) FROM dead_letters`)
+    }
+  })
+
+  return MemoryStore.of({
+    clientId: clock.clientId,
+    create,
+    createMany,
+    update,
+    remove,
+    get,
+    list,
+    search,
+    history,
+    stats,
+    changes: Stream.fromPubSub(changes),
+    publish: (change) => Effect.asVoid(PubSub.publish(changes, change))
+  })
+})
+
+/** Options of the full local stack. */
+export interface Config extends Database.Config, ReplicaClock.Options {}
+
+/** Everything a replica's store is made of, with ids from the `IdGenerator` in context (simulations). */
+export const layerWithIds = (config: Config) => {
+  const db = Database.layer(config)
+  const log = EventLog.layer.pipe(Layer.provideMerge(db))
+  const parts = Layer.mergeAll(ReplicaClock.layer(config), Materializer.layer).pipe(Layer.provideMerge(log))
+  return Layer.effect(MemoryStore, make).pipe(Layer.provideMerge(parts))
+}
+
+/** The full local stack over a file (or `:memory:`), with production ids. */
+export const layer = (config: Config) => layerWithIds(config).pipe(Layer.provide(IdGen.layer))
+
+/** SQL failures become the store's StorageError; other failures pass through. */
+const storageError = <A, E, R>(
+  self: Effect.Effect<A, E, R>
+): Effect.Effect<A, Exclude<E, SqlError.SqlError> | StorageError, R> =>
+  Effect.mapError(self, (e) =>
+    e instanceof SqlError.SqlError ? new StorageError({ message: e.message }) : (e as Exclude<E, SqlError.SqlError>)
+  )
+
+/** Decode view rows read through `sql` (a row that does not decode is storage corruption, not a defect). */
+const fromRows = <A>(rows: ReadonlyArray<unknown>, f: (row: unknown) => ReadonlyArray<A>) =>
+  Effect.try({ try: () => rows.flatMap(f), catch: (e) => new StorageError({ message: Database.messageOf(e) }) })
+
+const validate = <A, I>(schema: Schema.Schema<A, I>, input: unknown) =>
+  Effect.mapError(Schema.decodeUnknown(schema)(input), (e) => new ValidationError({ message: formatError(e) }))
+
+const RankOf = Schema.decodeUnknownSync(Schema.Struct({ rank: Schema.Number }))
+
+const TypeCount = Schema.decodeUnknownSync(
+  Schema.Struct({ type: Schema.String, version: Schema.Number, n: Schema.Number })
+)
