@@ -136,6 +136,8 @@ export const canonicalJson = (value: unknown): string => JSON.stringify(sortKeys
 /** One-line message for a parse error. */
 export const formatError = (e: ParseResult.ParseError): string =>
   ParseResult.ArrayFormatter.formatErrorSync(e)
+    // An optional field's union also reports "Expected undefined": noise next to the real complaint.
+    .filter((i) => !i.message.startsWith("Expected undefined"))
     .map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message))
     .join("; ")
 

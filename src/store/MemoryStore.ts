@@ -8,7 +8,7 @@
 import { SqlError } from "@effect/sql"
 import { Context, Effect, Layer, PubSub, Schema, Stream } from "effect"
 import type { Envelope, MemoryEvent } from "../domain/Events.js"
-import { formatError, isKnown } from "../domain/Events.js"
+import { formatError, isKnown, memoryIdOf } from "../domain/Events.js"
 import { isVisible, toMemory } from "../domain/Fold.js"
 import * as IdGen from "../domain/IdGenerator.js"
 import { CreateInput, Patch, withDefaults, type Memory } from "../domain/Memory.js"
@@ -77,6 +77,11 @@ export interface MemoryStore {
   ) => Effect.Effect<Array<SearchHit>, StorageError>
   readonly history: (id: string) => Effect.Effect<ReadonlyArray<EventLog.StoredEvent>, StorageError>
   readonly stats: Effect.Effect<Stats, StorageError>
+  /**
+   * Store events written elsewhere (pulled, imported): new ids are appended (no outbox) and folded into the view in
+   * one transaction, and the clock advances past them. Ids already held are skipped. Returns the new events.
+   */
+  readonly ingest: (events: ReadonlyArray<Envelope>) => Effect.Effect<ReadonlyArray<Envelope>, StorageError>
   /** Commits as they happen (local writes, and remote ones once sync is running). */
   readonly changes: Stream.Stream<Change>
   /** Tell watchers about a commit made elsewhere (the sync engine's pulls). */
@@ -203,6 +208,19 @@ export const make = Effect.gen(function* () {
 
   const history = (id: string) => log.byMemory(id)
 
+  const ingest = Effect.fn("MemoryStore.ingest")(function* (events: ReadonlyArray<Envelope>) {
+    const fresh = yield* sql
+      .withTransaction(Effect.tap(log.ingest(events), (added) => view.apply(added)))
+      .pipe(storageError)
+    if (fresh.length === 0) return fresh
+    let max = fresh[0]!.hlc
+    for (const e of fresh) if (e.hlc > max) max = e.hlc
+    yield* clock.observe(max)
+    const memoryIds = Array.from(new Set(fresh.flatMap((e) => memoryIdOf(e) ?? [])))
+    yield* PubSub.publish(changes, { source: "remote", memoryIds, eventIds: fresh.map((e) => e.id) })
+    return fresh
+  })
+
   const stats = raw((db) => {
     const count = (q: string): number => Number(db.prepare(q).pluck().get() ?? 0)
     const byType: Record<string, number> = {}
@@ -234,6 +252,7 @@ export const make = Effect.gen(function* () {
     search,
     history,
     stats,
+    ingest,
     changes: Stream.fromPubSub(changes),
     publish: (change) => Effect.asVoid(PubSub.publish(changes, change))
   })
