@@ -24,15 +24,22 @@ export type EventType = (typeof EVENT_TYPES)[number]
 
 const jsonArbitrary = { arbitrary: () => (fc: typeof import("effect").FastCheck) => fc.jsonValue() }
 
-/** The envelope: everything a store or the server needs without understanding the payload. */
-export const Envelope = Schema.Struct({
+/** The fields of the envelope (the wire formats extend them, e.g. with a server `seq`). */
+export const envelopeFields = {
   id: EventId,
   type: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64)),
   version: Schema.Number.pipe(Schema.int(), Schema.greaterThanOrEqualTo(1)),
   payload: Schema.Unknown.annotations(jsonArbitrary),
   hlc: Stamp,
   clientId: ClientId
-}).pipe(Schema.filter((e) => decodeHlc(e.hlc)?.clientId === e.clientId || "hlc must carry the event's clientId"))
+}
+
+/** The envelope rule across fields: a stamp names the replica that wrote it. */
+export const stampNamesWriter = (e: { readonly hlc: string; readonly clientId: string }) =>
+  decodeHlc(e.hlc)?.clientId === e.clientId || "hlc must carry the event's clientId"
+
+/** The envelope: everything a store or the server needs without understanding the payload. */
+export const Envelope = Schema.Struct(envelopeFields).pipe(Schema.filter(stampNamesWriter))
 export type Envelope = typeof Envelope.Type
 
 /** `memory.created` v1: every field of the memory. */

@@ -98,8 +98,19 @@ const init = Effect.gen(function* () {
   for (const [, ddl] of FTS_TRIGGERS) yield* sql.unsafe(ddl)
 })
 
+/**
+ * Sync bookkeeping (the sync engine owns it): the server seq each pushed or pulled event got, and key/value state
+ * (pull cursor, server epoch, server URL, confirmed digest). Never stored in event rows.
+ */
+const sync = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`CREATE TABLE server_seqs (event_id TEXT PRIMARY KEY REFERENCES events(id), seq INTEGER NOT NULL)`
+  yield* sql`CREATE INDEX server_seqs_by_seq ON server_seqs(seq)`
+  yield* sql`CREATE TABLE sync_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)`
+})
+
 /** Bring the schema up to date (idempotent). */
 export const migrate = Migrator.make({})({
-  loader: Migrator.fromRecord({ "0001_init": init }),
+  loader: Migrator.fromRecord({ "0001_init": init, "0002_sync": sync }),
   table: "memsync_migrations"
 })

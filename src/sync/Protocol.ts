@@ -1,0 +1,144 @@
+/**
+ * The sync protocol (DESIGN §4), defined once with `HttpApi` and shared by the server (`HttpApiBuilder`) and the
+ * client (`HttpApiClient`). Versioned under `/v1`.
+ *
+ * Guarantees the schemas encode:
+ * - push answers one result per event, in request order: accepted / duplicate (with the server seq) / rejected
+ *   (with a reason). One bad event never blocks the others, so the push body is a list of unknown values that the
+ *   server decodes one by one; only a body that is not `{ events: [...] }` is a 400.
+ * - pull returns events ordered by seq, with `hasMore` when `limit` cut the page.
+ * - head returns `{ head, digest, epoch }`; digest is an order-independent hash of the ids of events 1..head.
+ */
+import {
+  HttpApi,
+  HttpApiEndpoint,
+  HttpApiGroup,
+  HttpApiMiddleware,
+  HttpApiSchema,
+  HttpApiSecurity
+} from "@effect/platform"
+import { Context, Schema } from "effect"
+import { envelopeFields, stampNamesWriter } from "../domain/Events.js"
+
+/** A server sequence number (per space, gapless, from 1). */
+export const Seq = Schema.Number.pipe(Schema.int(), Schema.nonNegative())
+
+/** Why the server refused one event. */
+export const RejectReason = Schema.Literal("invalid", "too-large", "clock-drift", "id-conflict")
+export type RejectReason = typeof RejectReason.Type
+
+/** The result for one pushed event. */
+export const PushResult = Schema.Union(
+  Schema.Struct({ status: Schema.Literal("accepted"), id: Schema.String, seq: Seq }),
+  Schema.Struct({ status: Schema.Literal("duplicate"), id: Schema.String, seq: Seq }),
+  Schema.Struct({ status: Schema.Literal("rejected"), id: Schema.String, reason: RejectReason, message: Schema.String })
+)
+export type PushResult = typeof PushResult.Type
+
+/** `POST /v1/push` body: events are decoded one by one by the server, so a bad one is rejected alone. */
+export const PushRequest = Schema.Struct({ events: Schema.Array(Schema.Unknown) })
+/** `POST /v1/push` answer. */
+export const PushResponse = Schema.Struct({ results: Schema.Array(PushResult), head: Seq })
+export type PushResponse = typeof PushResponse.Type
+
+/** An event as the server serves it: the envelope plus its seq in the space. */
+export const PulledEvent = Schema.Struct({ seq: Seq, ...envelopeFields }).pipe(Schema.filter(stampNamesWriter))
+export type PulledEvent = typeof PulledEvent.Type
+
+/** `GET /v1/pull` query. */
+export const PullParams = Schema.Struct({
+  after: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative()), { default: () => 0 }),
+  limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 10_000)), {
+    default: () => 1_000
+  })
+})
+/** `GET /v1/pull` answer. */
+export const PullResponse = Schema.Struct({ events: Schema.Array(PulledEvent), head: Seq, hasMore: Schema.Boolean })
+export type PullResponse = typeof PullResponse.Type
+
+/** `GET /v1/head` answer. */
+export const HeadResponse = Schema.Struct({ head: Seq, digest: Schema.String, epoch: Schema.String })
+export type HeadResponse = typeof HeadResponse.Type
+
+/** `GET /health` answer. */
+export const HealthResponse = Schema.Struct({ status: Schema.Literal("ok") })
+
+/** 400: the body or query does not decode. */
+export class BadRequest extends Schema.TaggedError<BadRequest>()(
+  "BadRequest",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 400 })
+) {}
+
+/** 401: missing or unknown bearer token. */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
+  "Unauthorized",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 401 })
+) {}
+
+/** 403: the token is known but not allowed to do this. */
+export class Forbidden extends Schema.TaggedError<Forbidden>()(
+  "Forbidden",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 403 })
+) {}
+
+/** 413: body over the byte limit, or more events than the batch limit. */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()(
+  "PayloadTooLarge",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 413 })
+) {}
+
+/** 429: over the per-token rate limit. The response also carries a `Retry-After` header (seconds). */
+export class RateLimited extends Schema.TaggedError<RateLimited>()(
+  "RateLimited",
+  { message: Schema.String, retryAfterSeconds: Schema.Number },
+  HttpApiSchema.annotations({ status: 429 })
+) {}
+
+/** 500: the server failed (storage). */
+export class ServerError extends Schema.TaggedError<ServerError>()(
+  "ServerError",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 500 })
+) {}
+
+/** The space a request's token grants. */
+export class CurrentSpace extends Context.Tag("memsync/CurrentSpace")<CurrentSpace, { readonly space: string }>() {}
+
+/** Bearer-token authentication: resolves the token to its space, or fails with 401. */
+export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("memsync/Authentication", {
+  failure: Unauthorized,
+  provides: CurrentSpace,
+  security: { bearer: HttpApiSecurity.bearer }
+}) {}
+
+/** The authenticated sync endpoints. */
+export class SyncGroup extends HttpApiGroup.make("sync")
+  .add(
+    HttpApiEndpoint.post("push", "/v1/push")
+      .setPayload(PushRequest)
+      .addSuccess(PushResponse)
+      .addError(BadRequest)
+      .addError(PayloadTooLarge)
+  )
+  .add(HttpApiEndpoint.get("pull", "/v1/pull").setUrlParams(PullParams).addSuccess(PullResponse).addError(BadRequest))
+  .add(HttpApiEndpoint.get("head", "/v1/head").addSuccess(HeadResponse))
+  .add(HttpApiEndpoint.get("authCheck", "/v1/auth-check").addSuccess(HttpApiSchema.NoContent))
+  .addError(Forbidden)
+  .addError(RateLimited)
+  .addError(ServerError)
+  .middleware(Authentication) {}
+
+/** Unauthenticated endpoints. */
+export class HealthGroup extends HttpApiGroup.make("health").add(
+  HttpApiEndpoint.get("health", "/health").addSuccess(HealthResponse)
+) {}
+
+/** The whole API. */
+export class SyncApi extends HttpApi.make("memsync").add(SyncGroup).add(HealthGroup) {}
+
+/** Where the generated OpenAPI document is served. */
+export const OPENAPI_PATH = "/v1/openapi.json"
