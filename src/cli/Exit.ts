@@ -28,7 +28,9 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   AuthError: 3,
   TransientError: 4,
   ProtocolError: 4,
-  DeadLettered: 5
+  DeadLettered: 5,
+  DeadLetterNotFound: 2,
+  AckTimeout: 4
 }
 
 /** The exit code for a failure value. */

@@ -107,6 +107,8 @@ const sync = Effect.gen(function* () {
   yield* sql`CREATE TABLE server_seqs (event_id TEXT PRIMARY KEY REFERENCES events(id), seq INTEGER NOT NULL)`
   yield* sql`CREATE INDEX server_seqs_by_seq ON server_seqs(seq)`
   yield* sql`CREATE TABLE sync_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)`
+  // A requeued dead letter stays excluded from the fold; this names the fresh event that carries its payload now.
+  yield* sql`ALTER TABLE dead_letters ADD COLUMN requeued_as TEXT`
 })
 
 /** Bring the schema up to date (idempotent). */

@@ -12,7 +12,6 @@ import type Sqlite from "better-sqlite3"
 import { Effect } from "effect"
 import { REGISTERS, type MemoryState } from "../domain/Fold.js"
 import { Database } from "./Database.js"
-import { StorageError } from "./Errors.js"
 import { decodeRow } from "./EventLog.js"
 import { COLUMNS, foldEnvelopes, Materializer, rowToState } from "./Materializer.js"
 import { FTS_TRIGGERS, viewTableDdl } from "./Migrations.js"
@@ -79,9 +78,7 @@ export const rebuild = Effect.fn("Replay.rebuild")(function* (options: Options =
       return { events, memories }
     })
   })
-  return yield* database.sql
-    .withTransaction(body)
-    .pipe(Effect.catchTag("SqlError", (e) => new StorageError({ message: e.message })))
+  return yield* database.transaction(body)
 })
 
 /** Compare the live view with a fold of the log; nothing is written to the database file. */
@@ -93,6 +90,27 @@ export const verify = Effect.fn("Replay.verify")(function* (options: Options = {
     const events = yield* foldLogInto(scratch, options)
     return yield* database.raw((db) => compare(db, scratch, events))
   }).pipe(Effect.ensuring(Effect.ignore(database.raw((db) => db.exec(`DROP TABLE IF EXISTS temp.${scratch}`)))))
+})
+
+/**
+ * Fold again the memories touched by events that left the set (a server rejected them): their rows are dropped and
+ * re-folded from the log, dead letters excluded. Run inside the transaction that recorded the dead letters.
+ */
+export const refold = Effect.fn("Replay.refold")(function* (memoryIds: ReadonlyArray<string>) {
+  if (memoryIds.length === 0) return
+  const database = yield* Database
+  const view = yield* Materializer
+  const rows = yield* database.raw((db) => {
+    const drop = db.prepare(`DELETE FROM memories WHERE id = ?`)
+    const events = db.prepare(
+      `SELECT * FROM events WHERE memory_id = ? AND id NOT IN (SELECT event_id FROM dead_letters)`
+    )
+    return memoryIds.flatMap((id) => {
+      drop.run(id)
+      return events.all(id).map(decodeRow)
+    })
+  })
+  yield* view.applyStates(foldEnvelopes(rows).values())
 })
 
 /**

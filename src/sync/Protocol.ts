@@ -108,9 +108,12 @@ export class ServerError extends Schema.TaggedError<ServerError>()(
 /** The space a request's token grants. */
 export class CurrentSpace extends Context.Tag("memsync/CurrentSpace")<CurrentSpace, { readonly space: string }>() {}
 
-/** Bearer-token authentication: resolves the token to its space, or fails with 401. */
+/**
+ * Bearer-token authentication: resolves the token to its space, or fails with 401. It also applies the per-token rate
+ * limit (429), because the limit is keyed by the token and only this middleware sees it.
+ */
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("memsync/Authentication", {
-  failure: Unauthorized,
+  failure: Schema.Union(Unauthorized, RateLimited),
   provides: CurrentSpace,
   security: { bearer: HttpApiSecurity.bearer }
 }) {}

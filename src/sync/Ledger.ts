@@ -1,0 +1,245 @@
+/**
+ * The sync engine's bookkeeping in the replica database: outbox, server seqs, dead letters, pull cursor, epoch.
+ *
+ * Invariants:
+ * - Recording a push result and leaving the outbox happen in ONE transaction, so a crash never loses a pending
+ *   event nor forgets that the server has it.
+ * - A pulled page, its server seqs and the cursor advance are ONE transaction; the cursor only moves forward
+ *   (`resetForEpoch` is the one exception, used when the server's log was replaced).
+ * - Dead letters leave the event set: the memories they touched are re-folded in the same transaction.
+ * Event rows are never touched: all of this lives in other tables.
+ */
+import { Context, Effect, Layer, Schema } from "effect"
+import * as Digest from "../domain/Digest.js"
+import type { Envelope } from "../domain/Events.js"
+import { memoryIdOf } from "../domain/Events.js"
+import { Database } from "../store/Database.js"
+import { StorageError } from "../store/Errors.js"
+import { decodeRow, EventLog, type StoredEvent } from "../store/EventLog.js"
+import { Materializer } from "../store/Materializer.js"
+import { MemoryStore } from "../store/MemoryStore.js"
+import * as Replay from "../store/Replay.js"
+import { ReplicaClock } from "../store/ReplicaClock.js"
+import { DeadLetterNotFound } from "./Errors.js"
+import type { PulledEvent, PushResult } from "./Protocol.js"
+
+/** A dead letter as listed. */
+export interface DeadLetter {
+  readonly eventId: string
+  readonly type: string
+  readonly memoryId: string | undefined
+  readonly reason: string
+  readonly message: string
+  readonly at: number
+}
+
+/** What recording a push did. */
+export interface PushOutcome {
+  readonly acked: number
+  readonly rejected: ReadonlyArray<{ readonly id: string; readonly reason: string; readonly message: string }>
+}
+
+/** The ledger service. */
+export interface Ledger {
+  /** The oldest pending events, in local order. */
+  readonly outboxBatch: (limit: number) => Effect.Effect<ReadonlyArray<StoredEvent>, StorageError>
+  /** Record per-event push results (acked → server seq, rejected → dead letter + re-fold), leaving the outbox. */
+  readonly recordPush: (results: ReadonlyArray<PushResult>, now: number) => Effect.Effect<PushOutcome, StorageError>
+  /** Apply a pulled page and advance the cursor; returns how many events were new here. */
+  readonly applyPull: (events: ReadonlyArray<PulledEvent>, cursor: number) => Effect.Effect<number, StorageError>
+  readonly cursor: Effect.Effect<number, StorageError>
+  readonly get: (key: string) => Effect.Effect<string | undefined, StorageError>
+  readonly set: (key: string, value: string) => Effect.Effect<void, StorageError>
+  /** The digest of the ids this replica knows the server holds at seqs 1..head, and how many there are. */
+  readonly confirmed: (head: number) => Effect.Effect<{ readonly count: number; readonly digest: string }, StorageError>
+  /** Forget server seqs and the cursor (the server's log was replaced). */
+  readonly resetForEpoch: Effect.Effect<void, StorageError>
+  /** Queue again every event the server is not known to hold (not dead-lettered, not already pending). */
+  readonly requeueMissing: Effect.Effect<number, StorageError>
+  readonly counts: Effect.Effect<{ readonly pending: number; readonly deadLetters: number }, StorageError>
+  readonly deadLetters: Effect.Effect<ReadonlyArray<DeadLetter>, StorageError>
+  /** Re-emit a dead letter's payload as a fresh local event (new id and stamp); returns the new id. */
+  readonly requeue: (eventId: string) => Effect.Effect<string, StorageError | DeadLetterNotFound>
+}
+
+/** The ledger tag. */
+export const Ledger = Context.GenericTag<Ledger>("memsync/Ledger")
+
+/** Build the ledger over the replica's store. */
+export const make = Effect.gen(function* () {
+  const database = yield* Database
+  const log = yield* EventLog
+  const view = yield* Materializer
+  const clock = yield* ReplicaClock
+  const store = yield* MemoryStore
+  const { raw } = database
+
+  const stmts = yield* raw((db) => ({
+    outbox: db.prepare(`SELECT e.* FROM outbox o JOIN events e ON e.seq = o.seq ORDER BY o.seq LIMIT ?`),
+    leave: db.prepare(`DELETE FROM outbox WHERE seq = (SELECT seq FROM events WHERE id = ?)`),
+    seq: db.prepare(
+      `INSERT INTO server_seqs (event_id, seq) VALUES (?, ?) ON CONFLICT(event_id) DO UPDATE SET seq = excluded.seq`
+    ),
+    dead: db.prepare(`INSERT OR IGNORE INTO dead_letters (event_id, reason, message, at) VALUES (?, ?, ?, ?)`),
+    memoryOf: db.prepare(`SELECT memory_id FROM events WHERE id = ?`).pluck(),
+    getKey: db.prepare(`SELECT value FROM sync_state WHERE key = ?`).pluck(),
+    setKey: db.prepare(
+      `INSERT INTO sync_state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`
+    ),
+    confirmed: db.prepare(`SELECT event_id FROM server_seqs WHERE seq <= ?`).pluck(),
+    pending: db.prepare(`SELECT count(*) FROM outbox`).pluck(),
+    deadCount: db.prepare(`SELECT count(*) FROM dead_letters WHERE requeued_as IS NULL`).pluck()
+  }))
+
+  const inTransaction = database.transaction
+
+  const get = (key: string) =>
+    raw(() => {
+      const v = stmts.getKey.get(key)
+      return typeof v === "string" ? v : undefined
+    })
+  const set = (key: string, value: string) => raw(() => void stmts.setKey.run(key, value))
+  const cursor = Effect.map(get("cursor"), (v) => (v === undefined ? 0 : Number(v)))
+
+  const recordPush = (results: ReadonlyArray<PushResult>, now: number) =>
+    inTransaction(
+      Effect.gen(function* () {
+        const rejected: Array<{ id: string; reason: string; message: string }> = []
+        const touched = yield* raw(() => {
+          const memories = new Set<string>()
+          for (const r of results) {
+            if (r.status === "rejected") {
+              stmts.dead.run(r.id, r.reason, r.message, now)
+              const m = stmts.memoryOf.get(r.id)
+              if (typeof m === "string") memories.add(m)
+              rejected.push({ id: r.id, reason: r.reason, message: r.message })
+            } else {
+              stmts.seq.run(r.id, r.seq)
+            }
+            stmts.leave.run(r.id)
+          }
+          return Array.from(memories)
+        })
+        yield* Replay.refold(touched).pipe(
+          Effect.provideService(Database, database),
+          Effect.provideService(Materializer, view)
+        )
+        return { acked: results.length - rejected.length, rejected }
+      })
+    )
+
+  const applyPull = (events: ReadonlyArray<PulledEvent>, next: number) =>
+    Effect.gen(function* () {
+      const envelopes: Array<Envelope> = events.map(({ seq: _seq, ...e }) => e)
+      const fresh = yield* inTransaction(
+        Effect.gen(function* () {
+          const added = yield* log.ingest(envelopes)
+          yield* view.apply(added)
+          yield* raw(() => {
+            for (const e of events) stmts.seq.run(e.id, e.seq)
+            const current = Number(stmts.getKey.get("cursor") ?? 0)
+            if (next > current) stmts.setKey.run("cursor", String(next))
+          })
+          return added
+        })
+      )
+      if (fresh.length > 0) {
+        let max = fresh[0]!.hlc
+        for (const e of fresh) if (e.hlc > max) max = e.hlc
+        yield* clock.observe(max)
+        const memoryIds = Array.from(new Set(fresh.flatMap((e) => memoryIdOf(e) ?? [])))
+        yield* store.publish({ source: "remote", memoryIds, eventIds: fresh.map((e) => e.id) })
+      }
+      return fresh.length
+    })
+
+  const confirmed = (head: number) =>
+    raw(() => {
+      const ids = stmts.confirmed.all(head).map(String)
+      return { count: ids.length, digest: Digest.of(ids) }
+    })
+
+  const resetForEpoch = raw((db) => {
+    db.exec(`DELETE FROM server_seqs`)
+    stmts.setKey.run("cursor", "0")
+  })
+
+  const requeueMissing = raw(
+    (db) =>
+      db
+        .prepare(
+          `INSERT INTO outbox (seq) SELECT e.seq FROM events e
+           WHERE e.id NOT IN (SELECT event_id FROM server_seqs)
+             AND e.id NOT IN (SELECT event_id FROM dead_letters)
+             AND e.seq NOT IN (SELECT seq FROM outbox)`
+        )
+        .run().changes
+  )
+
+  const counts = raw(() => ({ pending: Number(stmts.pending.get()), deadLetters: Number(stmts.deadCount.get()) }))
+
+  const deadLetters = raw((db) =>
+    db
+      .prepare(
+        `SELECT d.*, e.type, e.memory_id FROM dead_letters d JOIN events e ON e.id = d.event_id
+         WHERE d.requeued_as IS NULL ORDER BY d.at, e.seq`
+      )
+      .all()
+      .map((row): DeadLetter => {
+        const r = DeadLetterRow(row)
+        return {
+          eventId: r.event_id,
+          type: r.type,
+          memoryId: r.memory_id ?? undefined,
+          reason: r.reason,
+          message: r.message,
+          at: r.at
+        }
+      })
+  )
+
+  const requeue = (eventId: string) =>
+    Effect.gen(function* () {
+      const original = yield* raw((db) => {
+        const row = db
+          .prepare(
+            `SELECT * FROM events WHERE id = ? AND id IN (SELECT event_id FROM dead_letters WHERE requeued_as IS NULL)`
+          )
+          .get(eventId)
+        return row === undefined ? undefined : decodeRow(row)
+      })
+      if (original === undefined) return yield* new DeadLetterNotFound({ eventId })
+      const fresh = yield* store.emit(original.type, original.version, original.payload)
+      yield* raw((db) => db.prepare(`UPDATE dead_letters SET requeued_as = ? WHERE event_id = ?`).run(fresh, eventId))
+      return fresh
+    })
+
+  return Ledger.of({
+    outboxBatch: (limit) => raw(() => stmts.outbox.all(limit).map(decodeRow)),
+    recordPush,
+    applyPull,
+    cursor,
+    get,
+    set,
+    confirmed,
+    resetForEpoch,
+    requeueMissing,
+    counts,
+    deadLetters,
+    requeue
+  })
+})
+
+const DeadLetterRow = Schema.decodeUnknownSync(
+  Schema.Struct({
+    event_id: Schema.String,
+    type: Schema.String,
+    memory_id: Schema.NullOr(Schema.String),
+    reason: Schema.String,
+    message: Schema.String,
+    at: Schema.Number
+  })
+)
+
+/** The ledger over the replica's store in context. */
+export const layer = Layer.effect(Ledger, make)

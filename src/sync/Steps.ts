@@ -1,0 +1,172 @@
+/**
+ * The three sync steps — push, pull, resync — each a single attempt (no retry here: the engine wraps them in the
+ * policy of Policy.ts). Every request goes through `request`, which serializes calls and refuses to send anything
+ * while the credentials that just failed are still the current ones: that is what bounds an auth episode to one
+ * request.
+ *
+ * Invariants (DESIGN §5):
+ * - push drains the outbox oldest first, one batch at a time; a batch's results are recorded before the next is
+ *   read, so a replica's events reach the server in the order they were written.
+ * - pull applies each page together with its cursor in one transaction (Ledger.applyPull).
+ * - resync: on a changed epoch or a digest mismatch, re-pull from 0, re-push what the server lacks, rebuild the view
+ *   and compare again.
+ */
+import { Clock, Effect, Option, SubscriptionRef } from "effect"
+import { Database } from "../store/Database.js"
+import type { StorageError } from "../store/Errors.js"
+import { Materializer } from "../store/Materializer.js"
+import * as Replay from "../store/Replay.js"
+import { AuthError, ProtocolError, type SyncError } from "./Errors.js"
+import type { Ledger } from "./Ledger.js"
+import type { Transport } from "./Transport.js"
+
+/** What the steps need. */
+export interface Deps {
+  readonly transport: Transport
+  readonly ledger: Ledger
+  readonly database: Database
+  readonly materializer: Materializer
+  readonly credentials: SubscriptionRef.SubscriptionRef<Option.Option<string>>
+  /** The token whose last use was refused, while it is still the current one (the engine is parked). */
+  readonly refused: SubscriptionRef.SubscriptionRef<Option.Option<string>>
+  readonly requestLock: Effect.Semaphore
+  readonly pullLock: Effect.Semaphore
+  readonly batchSize: number
+  readonly pageSize: number
+  /** Called after each recorded push batch and pulled page (status refresh, ack waiters). */
+  readonly onProgress: (what: "push" | "pull") => Effect.Effect<void>
+}
+
+/** Counts of one push drain. */
+export interface PushCounts {
+  readonly pushed: number
+  readonly rejected: number
+}
+
+/** Counts of one pull drain; `behind` is true when the server's head is below our cursor (its log was replaced). */
+export interface PullCounts {
+  readonly pulled: number
+  readonly behind: boolean
+}
+
+/** Make the steps over their dependencies. */
+export const make = (deps: Deps) => {
+  const { transport, ledger, credentials, refused } = deps
+
+  /** One request with the current token; an AuthError marks that token refused. */
+  const request = <A>(call: (token: string) => Effect.Effect<A, SyncError>): Effect.Effect<A, SyncError> =>
+    deps.requestLock.withPermits(1)(
+      Effect.gen(function* () {
+        const token = yield* SubscriptionRef.get(credentials)
+        if (Option.isNone(token)) return yield* new AuthError({ status: 401, message: "no sync token configured" })
+        const parked = yield* SubscriptionRef.get(refused)
+        if (Option.isSome(parked) && parked.value === token.value) {
+          return yield* new AuthError({ status: 401, message: "the server refused these credentials; set a new token" })
+        }
+        return yield* call(token.value).pipe(
+          Effect.tapError((e) => (e._tag === "AuthError" ? SubscriptionRef.set(refused, token) : Effect.void))
+        )
+      })
+    )
+
+  const push: Effect.Effect<PushCounts, SyncError | StorageError> = Effect.gen(function* () {
+    let pushed = 0
+    let rejected = 0
+    let size = deps.batchSize
+    while (true) {
+      const batch = yield* ledger.outboxBatch(size)
+      if (batch.length === 0) break
+      const envelopes = batch.map(({ seq: _seq, ...e }) => e)
+      const response = yield* request((t) => transport.push(t, envelopes)).pipe(
+        // A body over the server's limit: halve the batch and try again (a lone event too large for the body limit
+        // is the server's to reject per event, with reason too-large).
+        Effect.catchIf(
+          (e) => e._tag === "ProtocolError" && e.status === 413 && size > 1,
+          () => Effect.succeed(undefined)
+        )
+      )
+      if (response === undefined) {
+        size = Math.max(1, Math.floor(size / 2))
+        continue
+      }
+      const known = new Set(envelopes.map((e) => e.id))
+      const results = response.results.filter((r) => known.has(r.id))
+      if (results.length === 0) {
+        return yield* new ProtocolError({ message: "the server answered a push without a result for its events" })
+      }
+      const outcome = yield* ledger.recordPush(results, yield* Clock.currentTimeMillis)
+      pushed += outcome.acked
+      rejected += outcome.rejected.length
+      yield* deps.onProgress("push")
+    }
+    return { pushed, rejected }
+  })
+
+  const pullUnlocked: Effect.Effect<PullCounts, SyncError | StorageError> = Effect.gen(function* () {
+    let pulled = 0
+    while (true) {
+      const after = yield* ledger.cursor
+      const page = yield* request((t) => transport.pull(t, after, deps.pageSize))
+      if (page.head < after) return { pulled, behind: true }
+      if (page.events.length === 0) break
+      const last = page.events[page.events.length - 1]!.seq
+      pulled += yield* ledger.applyPull(page.events, last)
+      yield* deps.onProgress("pull")
+      if (!page.hasMore) break
+    }
+    yield* ledger.set("first_pull_done", "1")
+    return { pulled, behind: false }
+  })
+
+  const pull = deps.pullLock.withPermits(1)(pullUnlocked)
+
+  /** Compare (head, digest, epoch) with the server; true when they agree with what this replica holds. */
+  const inAgreement = Effect.gen(function* () {
+    const head = yield* request((t) => transport.head(t))
+    const epoch = yield* ledger.get("epoch")
+    const mine = yield* ledger.confirmed(head.head)
+    const agree = epoch === head.epoch && mine.count === head.head && mine.digest === head.digest
+    return { head, epoch, agree }
+  })
+
+  /**
+   * Check agreement with the server and repair when it is lost. Returns true when a repair ran.
+   * First contact (no epoch stored yet) adopts the server's epoch after a normal pull.
+   */
+  const resync: Effect.Effect<boolean, SyncError | StorageError> = deps.pullLock.withPermits(1)(
+    Effect.gen(function* () {
+      yield* pullUnlocked
+      const first = yield* inAgreement
+      if (first.agree) return false
+      if (first.epoch === undefined) {
+        yield* ledger.set("epoch", first.head.epoch)
+        const again = yield* inAgreement
+        if (again.agree) return false
+      }
+      if (first.epoch !== undefined && first.epoch !== first.head.epoch) {
+        yield* Effect.logWarning("the server's epoch changed: its log was replaced; resyncing from scratch")
+      } else {
+        yield* Effect.logWarning("this replica and the server disagree on the log; resyncing")
+      }
+      yield* ledger.resetForEpoch
+      yield* ledger.set("epoch", first.head.epoch)
+      yield* pullUnlocked
+      const requeued = yield* ledger.requeueMissing
+      if (requeued > 0) yield* Effect.logInfo(`re-pushing ${requeued} events the server does not hold`)
+      yield* push
+      yield* pullUnlocked
+      yield* Replay.rebuild().pipe(
+        Effect.provideService(Database, deps.database),
+        Effect.provideService(Materializer, deps.materializer)
+      )
+      const after = yield* inAgreement
+      if (!after.agree) yield* Effect.logWarning("still not in agreement with the server after a resync")
+      return true
+    })
+  )
+
+  return { request, push, pull, resync, inAgreement }
+}
+
+/** The steps. */
+export type Steps = ReturnType<typeof make>

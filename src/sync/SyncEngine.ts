@@ -1,0 +1,339 @@
+/**
+ * The sync engine: background fibers that push the outbox, pull remote events and resync on drift, inside a scope.
+ *
+ * Invariants (DESIGN §5):
+ * - Nothing is lost: an event leaves the outbox only in the transaction that records the server's answer for it.
+ * - Transient failures retry on the backoff schedule (Policy.ts) and report `offline` with `nextRetryAt`.
+ * - An auth failure parks every step (state `auth-failed`): no request is sent with the refused token again; one
+ *   prober checks `/v1/auth-check` on the slow schedule; new credentials unpark at once.
+ * - Closing the scope makes one bounded final push attempt, then interrupts every fiber.
+ * - `local` mode runs no fibers; `remote` mode lets writers wait for the server's ack (`confirm`).
+ */
+import {
+  Clock,
+  Context,
+  Duration,
+  Effect,
+  Fiber,
+  Layer,
+  Option,
+  PubSub,
+  Queue,
+  Ref,
+  Schedule,
+  Stream,
+  SubscriptionRef
+} from "effect"
+import { Database } from "../store/Database.js"
+import type { StorageError } from "../store/Errors.js"
+import { Materializer } from "../store/Materializer.js"
+import { MemoryStore } from "../store/MemoryStore.js"
+import { AckTimeout, RejectedEvent, type SyncError } from "./Errors.js"
+import * as Ledger from "./Ledger.js"
+import * as Policy from "./Policy.js"
+import * as Steps from "./Steps.js"
+import * as Status from "./SyncStatus.js"
+import { Transport } from "./Transport.js"
+
+/** `local`: no server. `sync`: write locally, sync in the background. `remote`: writers may wait for the ack. */
+export type Mode = "local" | "sync" | "remote"
+
+/** Engine configuration (every field has a default but the credentials). */
+export interface Config {
+  readonly mode?: Mode
+  /** The bearer token; change it at run time with `SubscriptionRef.set(engine.credentials, Option.some(t))`. */
+  readonly token?: string | undefined
+  readonly pullIntervalMs?: number
+  readonly batchSize?: number
+  readonly pageSize?: number
+  readonly commitDebounceMs?: number
+  readonly flushTimeoutMs?: number
+  /** Check head/digest/epoch every N pull cycles (and on start, and on demand). */
+  readonly resyncEvery?: number
+  readonly ackTimeoutMs?: number
+  readonly backoff?: Policy.Backoff
+  /** Run the background fibers (default true). The CLI's one-shot `sync` calls `syncNow` without them. */
+  readonly background?: boolean
+}
+
+/** The engine service. */
+export interface SyncEngine {
+  readonly mode: Mode
+  readonly status: SubscriptionRef.SubscriptionRef<Status.SyncStatus>
+  /** Status values as they change (starting with the current one). */
+  readonly statusChanges: Stream.Stream<Status.SyncStatus>
+  readonly credentials: SubscriptionRef.SubscriptionRef<Option.Option<string>>
+  /** Push, pull and check agreement now (one attempt each, no retry); fails with the typed error that stopped it. */
+  readonly syncNow: Effect.Effect<Status.SyncSummary, SyncError | StorageError>
+  /** Force a resync (re-pull, re-push, rebuild) now. */
+  readonly resync: Effect.Effect<boolean, SyncError | StorageError>
+  /** Run a local write, then wait for the server to acknowledge its events (remote mode). */
+  readonly confirm: <A, E, R>(
+    write: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | AckTimeout | RejectedEvent | StorageError, R>
+  readonly ledger: Ledger.Ledger
+}
+
+/** The engine tag. */
+export const SyncEngine = Context.GenericTag<SyncEngine>("memsync/SyncEngine")
+
+/** Build the engine and start its fibers in the current scope. */
+export const make = (config: Config) =>
+  Effect.gen(function* () {
+    const mode = config.mode ?? "sync"
+    const backoff = config.backoff ?? Policy.DEFAULT_BACKOFF
+    const database = yield* Database
+    const materializer = yield* Materializer
+    const store = yield* MemoryStore
+    const transport = yield* Transport
+    const ledger = yield* Ledger.make.pipe(
+      Effect.provideService(Database, database),
+      Effect.provideService(Materializer, materializer),
+      Effect.provideService(MemoryStore, store)
+    )
+
+    const credentials = yield* SubscriptionRef.make(Option.fromNullable(config.token))
+    const refused = yield* SubscriptionRef.make(Option.none<string>())
+    const status = yield* SubscriptionRef.make(Status.initial(mode === "local" ? "disabled" : "idle"))
+    const progress = yield* PubSub.unbounded<"push" | "pull">()
+    const active = yield* Ref.make(0)
+    const offline = yield* Ref.make(false)
+
+    const refreshCounts = Effect.flatMap(ledger.counts, (c) =>
+      SubscriptionRef.update(status, (s) => ({ ...s, pending: c.pending, deadLetters: c.deadLetters }))
+    )
+    /** Recompute `state` from what is going on. */
+    const settle = Effect.gen(function* () {
+      if (mode === "local") return
+      const parked = Option.isSome(yield* SubscriptionRef.get(refused))
+      const running = (yield* Ref.get(active)) > 0
+      const down = yield* Ref.get(offline)
+      const state: Status.SyncState = parked ? "auth-failed" : down ? "offline" : running ? "syncing" : "idle"
+      yield* SubscriptionRef.update(status, (s) => ({ ...s, state }))
+    })
+
+    const onProgress = (what: "push" | "pull") =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        yield* SubscriptionRef.update(status, (s) =>
+          what === "push" ? { ...s, lastPushAt: now } : { ...s, lastPullAt: now }
+        )
+        yield* Effect.ignore(refreshCounts)
+        yield* PubSub.publish(progress, what)
+      })
+
+    const steps = Steps.make({
+      transport,
+      ledger,
+      database,
+      materializer,
+      credentials,
+      refused,
+      requestLock: yield* Effect.makeSemaphore(1),
+      pullLock: yield* Effect.makeSemaphore(1),
+      batchSize: config.batchSize ?? 500,
+      pageSize: config.pageSize ?? 1_000,
+      onProgress
+    })
+
+    const firstPullDone = Effect.map(ledger.get("first_pull_done"), (v) => v === "1")
+
+    /** Run a step: mark it active, retry by policy, park on auth, record the outcome in the status. */
+    const runStep = <A>(name: string, step: Effect.Effect<A, SyncError | StorageError>): Effect.Effect<void> => {
+      const onRetry = (error: SyncError | StorageError, delayMs: number) =>
+        Effect.gen(function* () {
+          const now = yield* Clock.currentTimeMillis
+          if (error._tag === "TransientError") yield* Ref.set(offline, true)
+          yield* SubscriptionRef.update(status, (s) => ({ ...s, lastError: error.message, nextRetryAt: now + delayMs }))
+          yield* settle
+          yield* Effect.logDebug(`${name}: ${error._tag}: ${error.message}; retrying in ${delayMs} ms`)
+        })
+      const attempt = step.pipe(Effect.retry(Policy.retry(backoff, onRetry)))
+      const body: Effect.Effect<void> = Effect.gen(function* () {
+        const exit = yield* Effect.either(attempt)
+        if (exit._tag === "Right") {
+          yield* Ref.set(offline, false)
+          const done = yield* Effect.orElseSucceed(firstPullDone, () => false)
+          yield* SubscriptionRef.update(status, (s) => {
+            const { lastError: _e, nextRetryAt: _n, ...rest } = s
+            return { ...rest, firstPullDone: done }
+          })
+          return
+        }
+        const error = exit.left
+        yield* SubscriptionRef.update(status, (s) => ({ ...s, lastError: error.message }))
+        if (error._tag === "AuthError") {
+          yield* settle
+          yield* Effect.logWarning(`${name}: credentials refused (${error.status}); parked until they change`)
+          // Park: wait until the refused token is cleared (new credentials, or the prober saw them accepted).
+          yield* refused.changes.pipe(Stream.filter(Option.isNone), Stream.runHead)
+          return yield* body
+        }
+        yield* Effect.logError(`${name}: ${error._tag}: ${error.message}`)
+      })
+      return Effect.acquireUseRelease(
+        Effect.zipRight(
+          Ref.update(active, (n) => n + 1),
+          settle
+        ),
+        () => body,
+        () =>
+          Effect.zipRight(
+            Ref.update(active, (n) => n - 1),
+            Effect.zipRight(Effect.ignore(refreshCounts), settle)
+          )
+      )
+    }
+
+    const syncNow: Effect.Effect<Status.SyncSummary, SyncError | StorageError> = Effect.gen(function* () {
+      const start = yield* Clock.currentTimeMillis
+      if (mode === "local") return { pushed: 0, pulled: 0, rejected: 0, resynced: false, durationMs: 0 }
+      const pushed = yield* steps.push
+      const pulled = yield* steps.pull
+      const resynced = yield* steps.resync
+      yield* Effect.ignore(refreshCounts)
+      const end = yield* Clock.currentTimeMillis
+      return {
+        pushed: pushed.pushed,
+        pulled: pulled.pulled,
+        rejected: pushed.rejected,
+        resynced,
+        durationMs: end - start
+      }
+    })
+
+    const outboxUpTo = (db: import("better-sqlite3").Database) =>
+      Number(db.prepare(`SELECT coalesce(max(seq), 0) FROM events`).pluck().get())
+
+    const pushSignal = yield* Queue.dropping<void>(1)
+    const pullSignal = yield* Queue.dropping<void>(1)
+    const resyncSignal = yield* Queue.dropping<void>(1)
+
+    const confirm = <A, E, R>(write: Effect.Effect<A, E, R>) =>
+      Effect.gen(function* () {
+        const before = yield* database.raw(outboxUpTo)
+        const a = yield* write
+        if (mode !== "remote") return a
+        const upTo = yield* database.raw(outboxUpTo)
+        const waiting = yield* PubSub.subscribe(progress)
+        yield* Queue.offer(pushSignal, void 0)
+        const pendingOf = database.raw((db) =>
+          Number(db.prepare(`SELECT count(*) FROM outbox WHERE seq > ? AND seq <= ?`).pluck().get(before, upTo))
+        )
+        const acked = Effect.gen(function* () {
+          while ((yield* pendingOf) > 0) yield* Queue.take(waiting)
+        })
+        const ok = yield* acked.pipe(Effect.timeout(Duration.millis(config.ackTimeoutMs ?? 10_000)), Effect.option)
+        if (Option.isNone(ok)) {
+          return yield* new AckTimeout({
+            message: "the server did not acknowledge the write in time; it stays pending"
+          })
+        }
+        const dead = yield* database.raw((db) =>
+          db
+            .prepare(
+              `SELECT d.event_id, d.reason, d.message FROM dead_letters d JOIN events e ON e.id = d.event_id
+               WHERE e.seq > ? AND e.seq <= ? LIMIT 1`
+            )
+            .get(before, upTo)
+        )
+        if (dead !== undefined) {
+          const d = dead as { event_id: string; reason: RejectedEvent["reason"]; message: string }
+          return yield* new RejectedEvent({ id: d.event_id, reason: d.reason, message: d.message })
+        }
+        return a
+      }).pipe(Effect.scoped)
+
+    const engine = SyncEngine.of({
+      mode,
+      status,
+      statusChanges: status.changes,
+      credentials,
+      syncNow,
+      resync: steps.resync,
+      confirm,
+      ledger
+    })
+
+    yield* Effect.ignore(refreshCounts)
+    yield* Effect.ignore(
+      Effect.flatMap(firstPullDone, (done) => SubscriptionRef.update(status, (s) => ({ ...s, firstPullDone: done })))
+    )
+    if (mode === "local" || config.background === false) return engine
+
+    // --- background fibers -------------------------------------------------------------------------------------
+    const every = config.resyncEvery ?? 10
+    const cycles = yield* Ref.make(0)
+    const loop = (signal: Queue.Queue<void>, effect: Effect.Effect<void>) =>
+      Effect.forever(Effect.zipRight(Queue.take(signal), effect))
+    const signalAll = Effect.all([Queue.offer(pushSignal, void 0), Queue.offer(pullSignal, void 0)])
+
+    const fibers = [
+      loop(pushSignal, runStep("push", steps.push)),
+      loop(
+        pullSignal,
+        Effect.gen(function* () {
+          yield* runStep(
+            "pull",
+            Effect.tap(steps.pull, (r) => (r.behind ? Queue.offer(resyncSignal, void 0) : Effect.void))
+          )
+          const n = yield* Ref.updateAndGet(cycles, (c) => c + 1)
+          if (n % every === 0) yield* Queue.offer(resyncSignal, void 0)
+        })
+      ),
+      loop(resyncSignal, runStep("resync", steps.resync)),
+      // The interval trigger.
+      Effect.schedule(signalAll, Schedule.spaced(Duration.millis(config.pullIntervalMs ?? 30_000))),
+      // Local commits, debounced.
+      store.changes.pipe(
+        Stream.filter((c) => c.source === "local"),
+        Stream.debounce(Duration.millis(config.commitDebounceMs ?? 100)),
+        Stream.runForEach(() => Queue.offer(pushSignal, void 0))
+      ),
+      // New credentials: unpark and sync at once.
+      credentials.changes.pipe(
+        Stream.drop(1),
+        Stream.runForEach(() => Effect.zipRight(SubscriptionRef.set(refused, Option.none()), signalAll))
+      ),
+      // The auth prober: while parked, check the refused token on the slow schedule.
+      prober(refused, backoff, (token) => transport.authCheck(token))
+    ]
+    const running = yield* Effect.forEach(fibers, (f) =>
+      Effect.forkScoped(Effect.annotateLogs(f, { module: "SyncEngine" }))
+    )
+    yield* signalAll
+    yield* Queue.offer(resyncSignal, void 0)
+
+    // Registered after the forks, so it runs first on close: one bounded push, then the fibers are interrupted.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        yield* steps.push.pipe(Effect.timeout(Duration.millis(config.flushTimeoutMs ?? 5_000)), Effect.ignore)
+        yield* Fiber.interruptAll(running)
+      })
+    )
+    return engine
+  })
+
+/** The engine over the store (and a `Transport`) in context. */
+export const layer = (config: Config) => Layer.scoped(SyncEngine, make(config))
+
+/** While parked, probe the refused token every `slowMs`; unpark when the server accepts it. */
+const prober = (
+  refused: SubscriptionRef.SubscriptionRef<Option.Option<string>>,
+  backoff: Policy.Backoff,
+  authCheck: (token: string) => Effect.Effect<void, SyncError>
+): Effect.Effect<never> =>
+  Effect.forever(
+    Effect.gen(function* () {
+      const token = yield* refused.changes.pipe(
+        Stream.filterMap((x) => x),
+        Stream.runHead
+      )
+      if (Option.isNone(token)) return
+      yield* Effect.sleep(Duration.millis(backoff.slowMs))
+      const still = yield* SubscriptionRef.get(refused)
+      if (Option.isNone(still) || still.value !== token.value) return
+      const ok = yield* Effect.isSuccess(authCheck(token.value))
+      if (ok) yield* SubscriptionRef.set(refused, Option.none())
+    })
+  )

@@ -1,0 +1,2 @@
+export * as Arbitraries from "./Arbitraries.js"
+export * as MemoryTransport from "./MemoryTransport.js"

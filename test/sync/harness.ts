@@ -1,0 +1,44 @@
+/**
+ * Test harness: replicas (real MemoryStore + SyncEngine over their own SQLite) talking to one in-process server
+ * (the real ServerLog) through the fault-injecting memory transport.
+ */
+import { Context, Effect, Layer } from "effect"
+import * as IdGenerator from "../../src/domain/IdGenerator.js"
+import * as ServerLog from "../../src/server/ServerLog.js"
+import * as MemoryStore from "../../src/store/MemoryStore.js"
+import * as SyncEngine from "../../src/sync/SyncEngine.js"
+import * as MemoryTransport from "../../src/testing/MemoryTransport.js"
+
+export const TOKEN = "token-a"
+export const SPACE = "space-a"
+
+/** A server log living as long as the surrounding scope. */
+export const makeServer = (limits: Partial<ServerLog.Limits> = {}) =>
+  Effect.map(Layer.build(ServerLog.layerMemory(limits)), (ctx) => Context.get(ctx, ServerLog.ServerLog))
+
+/** Options of a replica. */
+export interface ReplicaOptions {
+  readonly filename?: string
+  readonly clientId?: string
+  readonly engine?: SyncEngine.Config
+  readonly tokens?: Record<string, string>
+}
+
+/** A replica in the current scope: its store, its engine and the controls of its transport. */
+export const makeReplica = (server: ServerLog.Service, options: ReplicaOptions = {}) =>
+  Effect.gen(function* () {
+    const store = MemoryStore.layerWithIds({
+      filename: options.filename ?? ":memory:",
+      ...(options.clientId === undefined ? {} : { clientId: options.clientId })
+    }).pipe(Layer.provide(IdGenerator.layerRandom))
+    const transport = MemoryTransport.layer(server, options.tokens ?? { [TOKEN]: SPACE })
+    const engine = SyncEngine.layer({ token: TOKEN, ...options.engine }).pipe(
+      Layer.provideMerge(Layer.merge(store, transport))
+    )
+    const ctx = yield* Layer.build(engine)
+    return {
+      store: Context.get(ctx, MemoryStore.MemoryStore),
+      engine: Context.get(ctx, SyncEngine.SyncEngine),
+      controls: Context.get(ctx, MemoryTransport.MemoryTransportControls)
+    }
+  })
