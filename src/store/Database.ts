@@ -8,10 +8,12 @@
  * `withTransaction` is safe.
  *
  * Opening: a missing file is created only when `create` is set; a file that is not SQLite, or SQLite holding other
- * tables, is refused before anything is written to it.
+ * tables, is refused before anything is written to it. So is a memsync database of the other kind (a server log opened
+ * as a replica, or the reverse): `memsync_meta.kind` names it, and a database without that row is a replica.
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient, SqlError, Statement } from "@effect/sql"
+import type { MigrationError } from "@effect/sql/Migrator"
 import type { Connection } from "@effect/sql/SqlConnection"
 import Sqlite from "better-sqlite3"
 import { Context, Effect, Layer, Option, Scope, Stream } from "effect"
@@ -29,12 +31,25 @@ export interface Config {
   readonly create?: boolean
   /** Open without write access; migrations are not run (default false). */
   readonly readonly?: boolean
+  /** Which schema the file holds (default: the replica's). The server log passes its own. */
+  readonly schema?: SchemaSet
 }
+
+/** A kind of memsync database: the name stored in `memsync_meta.kind` and the migrations that build it. */
+export interface SchemaSet {
+  readonly kind: string
+  readonly migrate: Effect.Effect<unknown, MigrationError | SqlError.SqlError, SqlClient.SqlClient>
+}
+
+/** The replica schema (the default). */
+export const replicaSchema: SchemaSet = { kind: "replica", migrate }
 
 /** The open database. */
 export interface Database {
   readonly filename: string
   readonly sql: SqlClient.SqlClient
+  /** Run `body` in one transaction (nested calls become savepoints); SQL failures become StorageError. */
+  readonly transaction: <A, E, R>(body: Effect.Effect<A, E, R>) => Effect.Effect<A, E | StorageError, R>
   /** Run `f` on the raw handle holding the connection (joins an open transaction). Exceptions become StorageError. */
   readonly raw: <A>(f: (db: Sqlite.Database) => A) => Effect.Effect<A, StorageError>
 }
@@ -78,9 +93,17 @@ export const make = (config: Config): Effect.Effect<Database, OpenError, Scope.S
       )
     }
 
-    const database: Database = { filename: config.filename, sql, raw }
+    const transaction = <A, E, R>(body: Effect.Effect<A, E, R>): Effect.Effect<A, E | StorageError, R> =>
+      sql.withTransaction(body).pipe(
+        Effect.catchIf(
+          (e): e is SqlError.SqlError => e instanceof SqlError.SqlError,
+          (e) => Effect.fail(new StorageError({ message: e.message }))
+        )
+      )
+
+    const database: Database = { filename: config.filename, sql, raw, transaction }
     if (config.readonly !== true) {
-      yield* migrate.pipe(
+      yield* (config.schema ?? replicaSchema).migrate.pipe(
         Effect.provideService(SqlClient.SqlClient, sql),
         Effect.mapError((e) => new StorageError({ message: `migrating ${config.filename}: ${e.message}` }))
       )
@@ -116,14 +139,19 @@ const open = (config: Config): Effect.Effect<Sqlite.Database, OpenError> =>
           .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
           .pluck()
           .all()
-        return tables.length === 0 || tables.includes("memsync_meta")
+        if (tables.length === 0) return true
+        if (!tables.includes("memsync_meta")) return "it holds tables that memsync did not create"
+        // Replica databases made before `kind` was recorded have no row: they are replicas.
+        const stored = db.prepare("SELECT value FROM memsync_meta WHERE key = 'kind'").pluck().get() ?? "replica"
+        const expected = (config.schema ?? replicaSchema).kind
+        return stored === expected ? true : `it is a memsync ${String(stored)} database, not a ${expected} database`
       },
       catch: (cause) => new NotAMemsyncDatabase({ path, reason: messageOf(cause) })
     })
     const ok = yield* Effect.tapError(checked, () => Effect.sync(() => db.close()))
-    if (!ok) {
+    if (ok !== true) {
       db.close()
-      return yield* new NotAMemsyncDatabase({ path, reason: "it holds tables that memsync did not create" })
+      return yield* new NotAMemsyncDatabase({ path, reason: ok })
     }
     yield* Effect.try({
       try: () => {

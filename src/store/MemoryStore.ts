@@ -82,6 +82,11 @@ export interface MemoryStore {
    * one transaction, and the clock advances past them. Ids already held are skipped. Returns the new events.
    */
   readonly ingest: (events: ReadonlyArray<Envelope>) => Effect.Effect<ReadonlyArray<Envelope>, StorageError>
+  /**
+   * Append a local event with an arbitrary (type, version, payload), stamped and committed like any write. Used to
+   * re-emit a dead letter's payload; the payload is not validated beyond being stored. Returns the new event id.
+   */
+  readonly emit: (type: string, version: number, payload: unknown) => Effect.Effect<string, StorageError>
   /** Commits as they happen (local writes, and remote ones once sync is running). */
   readonly changes: Stream.Stream<Change>
   /** Tell watchers about a commit made elsewhere (the sync engine's pulls). */
@@ -208,6 +213,13 @@ export const make = Effect.gen(function* () {
 
   const history = (id: string) => log.byMemory(id)
 
+  const emit = Effect.fn("MemoryStore.emit")(function* (type: string, version: number, payload: unknown) {
+    const id = yield* ids.next
+    const hlc = yield* clock.stamp
+    yield* commit([{ id, type, version, payload, hlc, clientId: clock.clientId }])
+    return id
+  })
+
   const ingest = Effect.fn("MemoryStore.ingest")(function* (events: ReadonlyArray<Envelope>) {
     const fresh = yield* sql
       .withTransaction(Effect.tap(log.ingest(events), (added) => view.apply(added)))
@@ -253,6 +265,7 @@ export const make = Effect.gen(function* () {
     history,
     stats,
     ingest,
+    emit,
     changes: Stream.fromPubSub(changes),
     publish: (change) => Effect.asVoid(PubSub.publish(changes, change))
   })
