@@ -2,8 +2,9 @@
  * The `memsync` command line. Each command group lives in its own module; this file only assembles them and
  * turns failures into one stderr line and an exit code (see Exit.ts).
  */
-import { Command, ValidationError as CliValidation } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Command, HelpDoc, ValidationError as CliValidation } from "@effect/cli"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit as EffectExit } from "effect"
 import { dataCommands } from "./data.js"
 import { exitCodeOf, messageOf } from "./Exit.js"
@@ -15,7 +16,13 @@ const root = Command.make("memsync").pipe(
 
 const cli = Command.run(root, { name: "memsync", version: "0.1.0" })
 
+// @effect/cli prints its own parse errors (as a help paragraph and a blank line) through `Console.error`; that copy is
+// dropped here and the error is printed below as the same one `memsync:` line as every other failure.
+const withoutCliErrorOutput = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.console, (console) => Effect.withConsole(self, { ...console, error: () => Effect.void }))
+
 const main = Effect.suspend(() => cli(process.argv)).pipe(
+  withoutCliErrorOutput,
   Effect.provide(NodeContext.layer),
   Effect.exit,
   Effect.flatMap((exit) => {
@@ -29,13 +36,25 @@ const main = Effect.suspend(() => cli(process.argv)).pipe(
       )
     }
     const error = failure.value
-    // @effect/cli has already printed usage help for its own validation errors: those are bad input (2).
-    if (CliValidation.isValidationError(error)) return Effect.sync(() => (process.exitCode = 2))
+    // @effect/cli's own validation errors (unknown command, missing argument, unparsable value) are bad input (2).
+    if (CliValidation.isValidationError(error)) {
+      return Effect.zipRight(
+        Console.error(`memsync: ${oneLine(HelpDoc.toAnsiText(error.error))}`),
+        Effect.sync(() => (process.exitCode = 2))
+      )
+    }
     return Effect.zipRight(
       Console.error(`memsync: ${messageOf(error)}`),
       Effect.sync(() => (process.exitCode = exitCodeOf(error)))
     )
   })
 )
+
+/** Plain text on one line: help docs carry ANSI styling and paragraph breaks. */
+const oneLine = (text: string): string =>
+  text
+    .replace(/\u001b\[[0-9;]*m/g, "")
+    .replace(/\s+/g, " ")
+    .trim()
 
 NodeRuntime.runMain(main, { disableErrorReporting: true, disablePrettyLogger: true })

@@ -1,0 +1,379 @@
+/**
+ * The data commands as a user runs them: `node bin/memsync.js ...` in a real process, one temp directory per test.
+ * Text output is checked for what a reader needs; `--json` output is decoded with the domain schemas, so a change in
+ * its shape fails here. Process start (tsx) costs about 2 s, so independent commands of a test run concurrently.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import Sqlite from "better-sqlite3"
+import { Effect, Schema } from "effect"
+import { spawn } from "node:child_process"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll } from "vitest"
+import { Memory } from "../../src/domain/Memory.js"
+import * as MemoryStore from "../../src/store/MemoryStore.js"
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url))
+const BIN = join(ROOT, "bin", "memsync.js")
+
+interface Run {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Run the CLI to completion (the child is killed if the test is interrupted). MEMSYNC_DB is never inherited. */
+const memsync = (
+  args: ReadonlyArray<string>,
+  options: { readonly env?: NodeJS.ProcessEnv; readonly cwd?: string } = {}
+) =>
+  Effect.async<Run>((resume) => {
+    const env = { ...process.env }
+    delete env.MEMSYNC_DB
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: options.cwd ?? ROOT,
+      env: { ...env, ...options.env },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
+    child.on("error", (error) => resume(Effect.die(error)))
+    child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+    return Effect.sync(() => child.kill())
+  })
+
+/** Assert a successful run with nothing on stderr; returns stdout. */
+const ok = (run: Run): string => {
+  assert.strictEqual(run.stderr, "", `unexpected stderr: ${run.stderr}`)
+  assert.strictEqual(run.code, 0)
+  return run.stdout
+}
+
+const dirs: Array<string> = []
+const tempDir = () => {
+  const dir = mkdtempSync(join(tmpdir(), "memsync-cli-"))
+  dirs.push(dir)
+  return dir
+}
+afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })))
+
+/** Write memories through the library (fast, in-process) to set up a database. */
+const seed = <A>(filename: string, f: (store: MemoryStore.MemoryStore) => Effect.Effect<A, unknown>) =>
+  Effect.flatMap(MemoryStore.MemoryStore, f).pipe(Effect.provide(MemoryStore.layer({ filename })), Effect.orDie)
+
+const decodeJson = <A, I>(schema: Schema.Schema<A, I>) => Schema.decodeUnknownSync(Schema.parseJson(schema))
+const Listed = Schema.Struct({ ...Memory.fields, deleted: Schema.Boolean })
+const Hit = Schema.Struct({ memory: Memory, rank: Schema.Number })
+const StoredEvent = Schema.Struct({
+  seq: Schema.Number,
+  id: Schema.String,
+  type: Schema.String,
+  version: Schema.Number,
+  hlc: Schema.String,
+  clientId: Schema.String,
+  payload: Schema.Unknown
+})
+const Stats = Schema.Struct({
+  memories: Schema.Number,
+  deleted: Schema.Number,
+  events: Schema.Number,
+  eventsByType: Schema.Record({ key: Schema.String, value: Schema.Number }),
+  unknownEvents: Schema.Number,
+  pendingOutbox: Schema.Number,
+  deadLetters: Schema.Number
+})
+const VerifyReport = Schema.Struct({
+  ok: Schema.Boolean,
+  events: Schema.Number,
+  memories: Schema.Number,
+  onlyInView: Schema.Array(Schema.String),
+  missingFromView: Schema.Array(Schema.String),
+  differing: Schema.Array(
+    Schema.Struct({
+      id: Schema.String,
+      fields: Schema.Array(Schema.Struct({ field: Schema.String, view: Schema.Unknown, rebuilt: Schema.Unknown }))
+    })
+  ),
+  differingCount: Schema.Number,
+  ftsOk: Schema.Boolean
+})
+const RebuildResult = Schema.Struct({ events: Schema.Number, memories: Schema.Number })
+/** Generous: a process start costs ~2 s of CPU on an idle machine, several times that on a busy one. */
+const TIMEOUT = 180_000
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+describe.concurrent("memsync data commands", () => {
+  it.live(
+    "add, update, rm, get, list, search, history, stats and verify, as text and as --json",
+    () =>
+      Effect.gen(function* () {
+        const db = join(tempDir(), "m.db")
+        const added = ok(
+          yield* memsync([
+            "add",
+            "alpha fox jumps",
+            "--category",
+            "work",
+            "--tag",
+            "t1",
+            "--tag",
+            "t2",
+            "--keywords",
+            "k1, animal",
+            "--importance",
+            "0.8",
+            "--sensitive",
+            "--db",
+            db
+          ])
+        )
+        assert.match(added, /^\S+\n$/, "text output of add is the id alone")
+        const a = added.trim()
+        assert.match(a, UUID)
+        const b = decodeJson(Memory)(
+          ok(yield* memsync(["add", "beta dog sleeps", "--tag", "pets", "--keywords", "animal", "--json", "--db", db]))
+        )
+        assert.deepStrictEqual(
+          { content: b.content, category: b.category, tags: b.tags, keywords: b.keywords },
+          { content: "beta dog sleeps", category: "general", tags: ["pets"], keywords: ["animal"] }
+        )
+        assert.strictEqual(b.importance, 0.5)
+        assert.strictEqual(b.sensitive, false)
+
+        const [updatedOut, removedOut] = yield* Effect.all(
+          [
+            memsync([
+              ...["update", a, "--content", "alpha wolf howls", "--importance", "0.3", "--sensitive", "false"],
+              ...["--tag", "t3", "--json", "--db", db]
+            ]),
+            memsync(["rm", b.id, "--db", db])
+          ],
+          { concurrency: "unbounded" }
+        )
+        const updated = decodeJson(Memory)(ok(updatedOut))
+        assert.deepStrictEqual(
+          {
+            id: updated.id,
+            content: updated.content,
+            category: updated.category,
+            tags: updated.tags,
+            keywords: updated.keywords,
+            importance: updated.importance,
+            sensitive: updated.sensitive
+          },
+          {
+            id: a,
+            content: "alpha wolf howls",
+            category: "work",
+            tags: ["t3"],
+            keywords: ["k1", "animal"],
+            importance: 0.3,
+            sensitive: false
+          },
+          "fields not given to update are kept"
+        )
+        assert.isAtLeast(updated.updatedAt, updated.createdAt)
+        assert.strictEqual(ok(removedOut), `deleted ${b.id}\n`)
+
+        const reads = yield* Effect.all(
+          {
+            getText: memsync(["get", a, "--db", db]),
+            getJson: memsync(["get", a, "--json", "--db", db]),
+            listText: memsync(["list", "--db", db]),
+            listAll: memsync(["list", "--include-deleted", "--json", "--db", db]),
+            listFiltered: memsync(["list", "--category", "work", "--tag", "t3", "--limit", "1", "--json", "--db", db]),
+            searchText: memsync(["search", "wolf", "--db", db]),
+            // Both memories carry the keyword; only the one not deleted is found.
+            searchJson: memsync(["search", "animal", "--limit", "5", "--json", "--db", db]),
+            historyText: memsync(["history", a, "--db", db]),
+            historyDeleted: memsync(["history", b.id, "--json", "--db", db]),
+            statsText: memsync(["stats", "--db", db]),
+            statsJson: memsync(["stats", "--json", "--db", db]),
+            verify: memsync(["verify", "--db", db])
+          },
+          { concurrency: "unbounded" }
+        )
+
+        const getText = ok(reads.getText)
+        assert.include(getText, `id          ${a}`)
+        assert.include(getText, "content     alpha wolf howls")
+        assert.include(getText, "category    work")
+        assert.include(getText, "tags        t3")
+        assert.include(getText, "keywords    k1, animal")
+        assert.include(getText, "sensitive   false")
+        assert.deepStrictEqual(decodeJson(Memory)(ok(reads.getJson)), updated)
+
+        assert.strictEqual(ok(reads.listText), `${a}  [work] alpha wolf howls\n`, "deleted memories are not listed")
+        const all = decodeJson(Schema.Array(Listed))(ok(reads.listAll))
+        assert.deepStrictEqual(
+          all.map((m) => [m.id, m.deleted]).sort(),
+          [
+            [a, false],
+            [b.id, true]
+          ].sort()
+        )
+        assert.deepStrictEqual(
+          decodeJson(Schema.Array(Listed))(ok(reads.listFiltered)).map((m) => m.id),
+          [a]
+        )
+
+        assert.strictEqual(ok(reads.searchText), `${a}  [work] alpha wolf howls\n`)
+        const hits = decodeJson(Schema.Array(Hit))(ok(reads.searchJson))
+        assert.deepStrictEqual(
+          hits.map((h) => h.memory.id),
+          [a],
+          "deleted memories are not found"
+        )
+
+        const historyLines = ok(reads.historyText).trimEnd().split("\n")
+        assert.strictEqual(historyLines.length, 2)
+        assert.include(historyLines[0], "memory.created")
+        assert.include(historyLines[0], "alpha fox jumps")
+        assert.include(historyLines[1], "memory.updated")
+        assert.include(historyLines[1], "alpha wolf howls")
+        const deletedHistory = decodeJson(Schema.Array(StoredEvent))(ok(reads.historyDeleted))
+        assert.deepStrictEqual(
+          deletedHistory.map((e) => e.type),
+          ["memory.created", "memory.deleted"],
+          "history of a deleted memory, oldest first"
+        )
+        assert.isTrue(deletedHistory[0]!.hlc < deletedHistory[1]!.hlc, "history is in hlc order")
+
+        assert.strictEqual(ok(reads.verify), "ok: the view equals a rebuild of 4 events (1 memories)\n")
+
+        const statsText = ok(reads.statsText)
+        assert.match(statsText, /^memories\s+1$/m)
+        assert.match(statsText, /^deleted\s+1$/m)
+        assert.match(statsText, /^events\s+4$/m)
+        assert.deepStrictEqual(decodeJson(Stats)(ok(reads.statsJson)), {
+          memories: 1,
+          deleted: 1,
+          events: 4,
+          eventsByType: { "memory.created": 2, "memory.updated": 1, "memory.deleted": 1 },
+          unknownEvents: 0,
+          pendingOutbox: 4,
+          deadLetters: 0
+        })
+      }),
+    TIMEOUT
+  )
+
+  it.live(
+    "the database comes from --db, else MEMSYNC_DB, else ./memsync.db",
+    () =>
+      Effect.gen(function* () {
+        const dir = tempDir()
+        const fromEnv = join(dir, "env.db")
+        const id = ok(yield* memsync(["add", "kept in the env db"], { env: { MEMSYNC_DB: fromEnv } })).trim()
+        assert.isTrue(existsSync(fromEnv), "add created the file named by MEMSYNC_DB")
+        const stored = yield* seed(fromEnv, (store) => store.get(id))
+        assert.strictEqual(stored.content, "kept in the env db")
+        const flag = join(dir, "flag.db")
+        yield* seed(flag, (store) => store.create({ content: "kept in the flag db" }))
+
+        const cwd = tempDir()
+        const runs = yield* Effect.all(
+          {
+            flagWins: memsync(["list", "--json", "--db", flag], { env: { MEMSYNC_DB: fromEnv } }),
+            fallback: memsync(["list"], { cwd })
+          },
+          { concurrency: "unbounded" }
+        )
+        const listed = (run: Run) => decodeJson(Schema.Array(Listed))(ok(run)).map((m) => m.content)
+        assert.deepStrictEqual(listed(runs.flagWins), ["kept in the flag db"])
+        // No MEMSYNC_DB and no --db: ./memsync.db in the working directory, which a read command does not create.
+        assert.strictEqual(runs.fallback.code, 2)
+        assert.strictEqual(runs.fallback.stdout, "")
+        assert.match(runs.fallback.stderr, /^memsync: no memsync database at \.\/memsync\.db.*\n$/)
+        assert.isFalse(existsSync(join(cwd, "memsync.db")))
+      }),
+    TIMEOUT
+  )
+
+  it.live(
+    "verify reports drift in the view with exit 1 and a readable diff; rebuild repairs it",
+    () =>
+      Effect.gen(function* () {
+        const db = join(tempDir(), "m.db")
+        const { kept, lost } = yield* seed(db, (store) =>
+          Effect.gen(function* () {
+            const kept = yield* store.create({ content: "the view keeps this", tags: ["a"] })
+            const lost = yield* store.create({ content: "the view loses this" })
+            const gone = yield* store.create({ content: "deleted before the check" })
+            yield* store.update(kept.id, { content: "the view keeps this, updated" })
+            yield* store.remove(gone.id)
+            return { kept: kept.id, lost: lost.id }
+          })
+        )
+
+        // Tamper with the view behind the store's back: one field changed, one row gone, one row invented.
+        const raw = new Sqlite(db)
+        raw.prepare(`UPDATE memories SET content = 'tampered' WHERE id = ?`).run(kept)
+        raw.prepare(`DELETE FROM memories WHERE id = ?`).run(lost)
+        raw.prepare(`INSERT INTO memories (id, created, content, content_key) VALUES ('ghost', 1, 'boo', 'x')`).run()
+        raw.close()
+
+        const drift = yield* Effect.all([memsync(["verify", "--db", db]), memsync(["verify", "--json", "--db", db])], {
+          concurrency: "unbounded"
+        })
+        const [text, json] = drift
+        assert.strictEqual(text.code, 1)
+        assert.strictEqual(text.stderr, "memsync: the view differs from a rebuild of the log\n")
+        assert.match(text.stdout, /^DRIFT: the view differs from a rebuild of 5 events$/m)
+        assert.include(text.stdout, `${kept}  content: view="tampered" rebuilt="the view keeps this, updated"`)
+        assert.match(text.stdout, new RegExp(`missing from view: +${lost}`))
+        assert.match(text.stdout, /only in view: +ghost/)
+        assert.strictEqual(json.code, 1)
+        const report = decodeJson(VerifyReport)(json.stdout)
+        assert.isFalse(report.ok)
+        assert.deepStrictEqual(report.onlyInView, ["ghost"])
+        assert.deepStrictEqual(report.missingFromView, [lost])
+        assert.deepStrictEqual(report.differing, [
+          { id: kept, fields: [{ field: "content", view: "tampered", rebuilt: "the view keeps this, updated" }] }
+        ])
+
+        const rebuilt = yield* memsync(["rebuild", "--json", "--db", db])
+        assert.deepStrictEqual(decodeJson(RebuildResult)(ok(rebuilt)), { events: 5, memories: 2 })
+        assert.strictEqual(
+          ok(yield* memsync(["verify", "--db", db])),
+          "ok: the view equals a rebuild of 5 events (2 memories)\n"
+        )
+      }),
+    TIMEOUT
+  )
+
+  it.live.skipIf(!existsSync("/usr/bin/script"))(
+    "rebuild draws progress on stderr when it is a terminal, and stdout stays clean JSON",
+    () =>
+      Effect.gen(function* () {
+        const dir = tempDir()
+        const db = join(dir, "big.db")
+        const events = 11_000
+        yield* seed(db, (store) =>
+          store.createMany(Array.from({ length: events }, (_, i) => ({ content: `memory number ${i}` })))
+        )
+        // `script` gives the child a pseudo-terminal: stderr is a TTY there, stdout is redirected to a file.
+        const out = join(dir, "out.json")
+        const command = `'${process.execPath}' '${BIN}' rebuild --json --db '${db}' > '${out}'`
+        const terminal = yield* Effect.async<Run>((resume) => {
+          const child = spawn("/usr/bin/script", ["-qec", command, "/dev/null"], {
+            cwd: ROOT,
+            stdio: ["ignore", "pipe", "pipe"]
+          })
+          let stdout = ""
+          child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
+          child.on("error", (error) => resume(Effect.die(error)))
+          child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr: "" })))
+          return Effect.sync(() => child.kill())
+        })
+        assert.strictEqual(terminal.code, 0)
+        assert.include(terminal.stdout, `rebuild: ${events}/${events} events (100%)`)
+        assert.deepStrictEqual(decodeJson(RebuildResult)(readFileSync(out, "utf8")), { events, memories: events })
+      }),
+    TIMEOUT
+  )
+})

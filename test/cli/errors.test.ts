@@ -1,0 +1,171 @@
+/**
+ * Bad input, as a user meets it: every class exits 2, prints exactly one `memsync: ...` line on stderr and nothing on
+ * stdout, and leaves the directory holding the database byte for byte as it was (no file created, none changed, no
+ * -wal/-shm left behind). Each test owns a temp directory; its commands run concurrently (a process start costs ~2 s).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import Sqlite from "better-sqlite3"
+import { Effect } from "effect"
+import { spawn } from "node:child_process"
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll } from "vitest"
+import { MAX_CONTENT_BYTES } from "../../src/domain/Memory.js"
+import * as MemoryStore from "../../src/store/MemoryStore.js"
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url))
+const BIN = join(ROOT, "bin", "memsync.js")
+/** Generous: a process start costs ~2 s of CPU on an idle machine, several times that on a busy one. */
+const TIMEOUT = 180_000
+
+interface Run {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Run the CLI to completion (the child is killed if the test is interrupted). MEMSYNC_DB is never inherited. */
+const memsync = (args: ReadonlyArray<string>) =>
+  Effect.async<Run>((resume) => {
+    const env = { ...process.env }
+    delete env.MEMSYNC_DB
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
+    child.on("error", (error) => resume(Effect.die(error)))
+    child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+    return Effect.sync(() => child.kill())
+  })
+
+const dirs: Array<string> = []
+const tempDir = () => {
+  const dir = mkdtempSync(join(tmpdir(), "memsync-cli-errors-"))
+  dirs.push(dir)
+  return dir
+}
+afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })))
+
+/** Every file of a directory with its bytes. */
+const snapshot = (dir: string): Map<string, Buffer> =>
+  new Map(readdirSync(dir).map((name) => [name, readFileSync(join(dir, name))]))
+
+const assertUnchanged = (dir: string, before: Map<string, Buffer>, label: string) => {
+  const after = snapshot(dir)
+  assert.deepStrictEqual([...after.keys()].sort(), [...before.keys()].sort(), `${label}: files in ${dir}`)
+  for (const [name, bytes] of before) {
+    assert.isTrue(after.get(name)?.equals(bytes), `${label}: ${name} changed`)
+  }
+}
+
+/** A run that is bad input: exit 2, stdout empty, one line on stderr matching `message`. */
+const assertBadInput = (label: string, run: Run, message: RegExp) => {
+  assert.strictEqual(run.code, 2, `${label}: exit code (stderr: ${run.stderr})`)
+  assert.strictEqual(run.stdout, "", `${label}: stdout`)
+  assert.match(run.stderr, /^memsync: [^\n]+\n$/, `${label}: one line on stderr`)
+  assert.match(run.stderr, message, `${label}: message`)
+}
+
+/** Run labelled bad-input cases concurrently and check each one. */
+const expectAll = (dir: string, cases: ReadonlyArray<readonly [args: ReadonlyArray<string>, message: RegExp]>) =>
+  Effect.gen(function* () {
+    const before = snapshot(dir)
+    const runs = yield* Effect.forEach(cases, ([args]) => memsync(args), { concurrency: "unbounded" })
+    cases.forEach(([args, message], i) => assertBadInput(args.slice(0, 3).join(" "), runs[i]!, message))
+    assertUnchanged(dir, before, "after the failed commands")
+  })
+
+/** A database with one live memory and one deleted one, written through the library. */
+const seeded = () =>
+  Effect.gen(function* () {
+    const dir = tempDir()
+    const db = join(dir, "m.db")
+    const ids = yield* Effect.gen(function* () {
+      const store = yield* MemoryStore.MemoryStore
+      const live = yield* store.create({ content: "a live memory" })
+      const gone = yield* store.create({ content: "a deleted memory" })
+      yield* store.remove(gone.id)
+      return { live: live.id, gone: gone.id }
+    }).pipe(Effect.provide(MemoryStore.layer({ filename: db })), Effect.orDie)
+    return { dir, db, ...ids }
+  })
+
+describe.concurrent("memsync bad input", () => {
+  it.live(
+    "usage and validation errors exit 2 before any database is opened or created",
+    () =>
+      Effect.gen(function* () {
+        const { dir, db, live } = yield* seeded()
+        // Rejected `add`s name a file that does not exist yet: it must not be created.
+        const fresh = join(dir, "fresh.db")
+        yield* expectAll(dir, [
+          [["frobnicate", "--db", db], /Invalid subcommand for memsync/],
+          [["add", "--db", fresh], /Missing argument <content>/],
+          [["add", "x", "--importance", "2", "--db", fresh], /importance must be a number between 0 and 1/],
+          [["add", "x", "--importance", "abc", "--db", fresh], /'abc' is not a float/],
+          [["add", "", "--db", fresh], /content must not be empty/],
+          [["add", "a".repeat(MAX_CONTENT_BYTES + 1), "--db", fresh], /content must be at most 65536 bytes/],
+          [["update", live, "--sensitive", "maybe", "--db", db], /true, false/],
+          [["update", live, "--db", db], /an update must change at least one field/]
+        ])
+      }),
+    TIMEOUT
+  )
+
+  it.live(
+    "unknown or deleted ids exit 2 and write nothing",
+    () =>
+      Effect.gen(function* () {
+        const { dir, db, gone } = yield* seeded()
+        const unknown = "01900000-0000-7000-8000-000000000000"
+        yield* expectAll(dir, [
+          [["get", unknown, "--db", db], new RegExp(`no memory with id ${unknown}`)],
+          [["update", unknown, "--content", "x", "--db", db], new RegExp(`no memory with id ${unknown}`)],
+          [["rm", unknown, "--db", db], new RegExp(`no memory with id ${unknown}`)],
+          [["history", unknown, "--db", db], new RegExp(`no events touch memory ${unknown}`)],
+          [["rm", gone, "--json", "--db", db], new RegExp(`memory ${gone} was deleted`)]
+        ])
+      }),
+    TIMEOUT
+  )
+
+  it.live(
+    "a --db that does not exist is reported, and not created, by commands that need an existing database",
+    () =>
+      Effect.gen(function* () {
+        const dir = tempDir()
+        const missing = join(dir, "missing.db")
+        const notFound = /no memsync database at .*missing\.db/
+        yield* expectAll(dir, [
+          [["list", "--db", missing], notFound],
+          [["verify", "--db", missing], notFound],
+          [["update", "some-id", "--content", "x", "--db", missing], notFound]
+        ])
+        assert.deepStrictEqual(readdirSync(dir), [])
+      }),
+    TIMEOUT
+  )
+
+  it.live(
+    "a --db that is not a memsync database (not SQLite, or SQLite with other tables) is refused untouched",
+    () =>
+      Effect.gen(function* () {
+        const dir = tempDir()
+        const garbage = join(dir, "garbage.db")
+        writeFileSync(garbage, Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) % 251)))
+        const foreign = join(dir, "foreign.db")
+        const raw = new Sqlite(foreign)
+        raw.exec(`CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('ada')`)
+        raw.close()
+        yield* expectAll(dir, [
+          [["list", "--db", garbage], /garbage\.db is not a memsync database: file is not a database/],
+          [["add", "x", "--db", garbage], /garbage\.db is not a memsync database/],
+          [["add", "x", "--db", foreign], /foreign\.db is not a memsync database: it holds tables that memsync did not/]
+        ])
+      }),
+    TIMEOUT
+  )
+})
