@@ -1,0 +1,91 @@
+/**
+ * Benchmark 1: bulk ingest through the batch path (`MemoryStore.ingest`: append new events + fold into the view and
+ * FTS, one transaction per batch) against raw better-sqlite3 inserting the same event rows into a bare table with
+ * one prepared statement in one transaction. Both write to fresh WAL files (synchronous=NORMAL); the runs alternate
+ * (raw, store, raw, store...) so machine noise hits both, and the medians are compared.
+ */
+import { Effect } from "effect"
+import { join } from "node:path"
+import type { Envelope } from "../src/domain/Events.js"
+import * as EventLog from "../src/store/EventLog.js"
+import * as MemoryStore from "../src/store/MemoryStore.js"
+import { makeGenerator } from "./gen.js"
+import { BARE_TABLE, fmt, median, openBare, progress, removeDb, type Row } from "./lib.js"
+
+/** Options of the ingest benchmark. */
+export interface IngestOptions {
+  readonly dir: string
+  readonly events: number
+  readonly batch: number
+  readonly reps: number
+}
+
+/** Target: the batch path keeps at least this fraction of raw insert throughput. */
+export const TARGET_RATIO = 0.35
+
+/** Raw better-sqlite3: one prepared INSERT per event, one transaction. Returns seconds. */
+export const rawInsert = (file: string, events: ReadonlyArray<Envelope>): number => {
+  const db = openBare(file)
+  db.exec(BARE_TABLE)
+  const insert = db.prepare(
+    `INSERT INTO bare (id, type, version, memory_id, hlc, client_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?)`
+  )
+  const started = performance.now()
+  db.transaction(() => {
+    // The same row values the event log stores (payload serialized here too, as the store must).
+    for (const e of events) insert.run(...EventLog.params(e))
+  })()
+  const seconds = (performance.now() - started) / 1000
+  db.close()
+  return seconds
+}
+
+/** The batch path: `MemoryStore.ingest` in batches of `batch`. Returns seconds (layer open excluded). */
+export const storeIngest = (file: string, events: ReadonlyArray<Envelope>, batch: number): Promise<number> =>
+  Effect.gen(function* () {
+    const store = yield* MemoryStore.MemoryStore
+    const started = performance.now()
+    for (let i = 0; i < events.length; i += batch) yield* store.ingest(events.slice(i, i + batch))
+    return (performance.now() - started) / 1000
+  }).pipe(Effect.provide(MemoryStore.layer({ filename: file })), Effect.runPromise)
+
+/** Run the benchmark; returns summary rows. */
+export const runIngest = async (o: IngestOptions): Promise<ReadonlyArray<Row>> => {
+  const gen = makeGenerator({ seed: 1 })
+  const events = gen.take(o.events)
+  const { created, updated, deleted } = gen.counts
+  console.log(
+    `\n[ingest] ${fmt(o.events)} events (${fmt(created)} create / ${fmt(updated)} update / ${fmt(deleted)} delete), ` +
+      `batches of ${fmt(o.batch)}, ${o.reps} repetitions, raw and store alternating`
+  )
+  const raw: Array<number> = []
+  const store: Array<number> = []
+  for (let rep = 0; rep < o.reps; rep++) {
+    const rawFile = join(o.dir, `ingest-raw-${rep}.db`)
+    const storeFile = join(o.dir, `ingest-store-${rep}.db`)
+    raw.push(o.events / rawInsert(rawFile, events))
+    store.push(o.events / (await storeIngest(storeFile, events, o.batch)))
+    removeDb(rawFile)
+    removeDb(storeFile)
+    progress(`rep ${rep + 1}: raw ${fmt(raw[rep]!)} ev/s, store ${fmt(store[rep]!)} ev/s`)
+  }
+  const rawMed = median(raw)
+  const storeMed = median(store)
+  const ratio = storeMed / rawMed
+  console.log(`  raw better-sqlite3 (bare table, 1 tx):       ${fmt(rawMed)} events/s (median)`)
+  console.log(`  MemoryStore.ingest (batches of ${fmt(o.batch)}): ${fmt(storeMed)} events/s (median)`)
+  console.log(
+    `  ratio ${ratio.toFixed(2)}x raw (target >= ${TARGET_RATIO}x): ${ratio >= TARGET_RATIO ? "PASS" : "MISS"}`
+  )
+  return [
+    {
+      bench: "1 ingest",
+      metric: `events/s (${fmt(o.events)}, batch ${fmt(o.batch)})`,
+      value: fmt(storeMed),
+      baseline: `${fmt(rawMed)} raw`,
+      ratio: `${ratio.toFixed(2)}x`,
+      target: `>= ${TARGET_RATIO}x raw`,
+      pass: ratio >= TARGET_RATIO
+    }
+  ]
+}
