@@ -1,0 +1,116 @@
+/**
+ * `memsync serve`: run the sync server. Thin: gather tokens and limits from options and the environment, build
+ * `Server.layer`, print the URL, and wait. SIGINT/SIGTERM interrupt the main fiber, which closes the layer: the HTTP
+ * server stops accepting and finishes in-flight requests, then the database closes, and the process exits 0.
+ */
+import { Command, Options } from "@effect/cli"
+import { FileSystem } from "@effect/platform"
+import { Config, Console, Effect, Either, Layer, Option, Schema } from "effect"
+import * as Auth from "../server/Auth.js"
+import * as Server from "../server/Server.js"
+import { UsageError } from "./Exit.js"
+
+/** The server could not start (port in use, database unusable...). */
+export class ServeFailed extends Schema.TaggedError<ServeFailed>()("ServeFailed", { message: Schema.String }) {}
+
+const int = (name: string, description: string) =>
+  Options.integer(name).pipe(Options.withDescription(description), Options.optional)
+
+const serve = Command.make(
+  "serve",
+  {
+    db: Options.text("db").pipe(
+      Options.withDescription(`the server database file (default ${Server.DEFAULTS.filename}, or $MEMSYNC_SERVER_DB)`),
+      Options.withFallbackConfig(Config.string("MEMSYNC_SERVER_DB")),
+      Options.withDefault(Server.DEFAULTS.filename)
+    ),
+    host: Options.text("host").pipe(
+      Options.withDescription(`the address to listen on (default ${Server.DEFAULTS.host})`),
+      Options.withDefault(Server.DEFAULTS.host)
+    ),
+    port: Options.integer("port").pipe(
+      Options.withDescription(`the port (default ${Server.DEFAULTS.port}; 0 picks a free one)`),
+      Options.withDefault(Server.DEFAULTS.port)
+    ),
+    token: Options.text("token").pipe(
+      Options.withDescription("TOKEN=SPACE: a bearer token and the space it grants (repeatable)"),
+      Options.repeated
+    ),
+    tokensFile: Options.text("tokens-file").pipe(
+      Options.withDescription('a JSON file of tokens: { "TOKEN": "SPACE" } or [{ "token", "space" }]'),
+      Options.optional
+    ),
+    maxBodyBytes: int("max-body-bytes", "largest request body in bytes (default 1048576)"),
+    maxBatch: int("max-batch", "most events in one push (default 1000)"),
+    maxEventBytes: int("max-event-bytes", "largest event, as canonical JSON bytes (default 262144)"),
+    maxDriftMs: int("max-drift-ms", "how far ahead of the server clock an HLC may be, in ms (default 300000)"),
+    rateLimit: int("rate-limit", "sustained requests per second per token (default 200; 0 disables)"),
+    rateBurst: int("rate-burst", "requests per token allowed at once (default 400)")
+  },
+  (a) =>
+    Effect.gen(function* () {
+      const configured = yield* gatherTokens(a.token, a.tokensFile)
+      const generated = configured.length === 0 ? yield* Auth.generateToken : undefined
+      const tokens = generated === undefined ? configured : [{ token: generated, space: "default" }]
+      const limits = {
+        ...someOf("maxBodyBytes", a.maxBodyBytes),
+        ...someOf("maxBatch", a.maxBatch),
+        ...someOf("maxEventBytes", a.maxEventBytes),
+        ...someOf("maxDriftMs", a.maxDriftMs)
+      }
+      const perSecond = Option.getOrElse(a.rateLimit, () => Server.DEFAULT_RATE_LIMIT.perSecond)
+      const burst = Option.getOrElse(a.rateBurst, () => Math.max(Server.DEFAULT_RATE_LIMIT.burst, perSecond))
+      const layer = Server.layer({
+        filename: a.db,
+        host: a.host,
+        port: a.port,
+        tokens,
+        limits,
+        rateLimit: { perSecond, burst }
+      }).pipe(Layer.mapError((e) => new ServeFailed({ message: startFailure(e) })))
+      yield* Effect.gen(function* () {
+        const url = yield* Server.currentUrl
+        yield* Console.log(`memsync server listening on ${url}`)
+        if (generated !== undefined) {
+          yield* Console.log(`no token configured: generated one for space "default" (shown once): ${generated}`)
+        } else {
+          yield* Console.log(`${tokens.length} token(s) configured`)
+        }
+        yield* Effect.addFinalizer(() => Console.log("memsync server stopped"))
+        return yield* Effect.never
+      }).pipe(Effect.scoped, Effect.provide(layer))
+    })
+).pipe(Command.withDescription("run the sync server (prints the URL it listens on)"))
+
+/** The `serve` command. */
+export const serveCommands = [serve] as const
+
+const gatherTokens = (specs: ReadonlyArray<string>, file: Option.Option<string>) =>
+  Effect.gen(function* () {
+    const fromEnv = yield* Config.option(Config.string("MEMSYNC_TOKENS")).pipe(Effect.orElseSucceed(Option.none))
+    const fromFile = yield* Option.match(file, {
+      onNone: () => Effect.succeed(Either.right([])),
+      onSome: (path) =>
+        Effect.flatMap(FileSystem.FileSystem, (fs) => fs.readFileString(path)).pipe(
+          Effect.map(Auth.parseFile),
+          Effect.mapError((e) => new UsageError({ message: `cannot read tokens file ${path}: ${e.message}` }))
+        )
+    })
+    const parts = [
+      ...specs.map((s) => Either.map(Auth.parseSpec(s), (e) => [e])),
+      Option.match(fromEnv, { onNone: () => Either.right([]), onSome: (list) => Auth.parseList(list) }),
+      fromFile
+    ]
+    const all = (yield* Either.all(parts).pipe(Either.mapLeft((e) => new UsageError({ message: e.message })))).flat()
+    // Build the table once here so a token given for two spaces is bad input (exit 2), not a start failure.
+    yield* Either.mapLeft(Auth.make(all), (e) => new UsageError({ message: e.message }))
+    return all
+  })
+
+const startFailure = (e: { readonly _tag: string; readonly message?: string; readonly cause?: unknown }): string => {
+  const cause = e.cause instanceof Error ? e.cause.message : undefined
+  return `cannot start the server: ${cause ?? e.message ?? e._tag}`
+}
+
+const someOf = <K extends string, A>(key: K, value: Option.Option<A>): { [P in K]?: A } =>
+  Option.isSome(value) ? ({ [key]: value.value } as { [P in K]?: A }) : {}

@@ -1,0 +1,83 @@
+/**
+ * The sync server assembled: the `SyncApi` handlers over a `ServerLog`, token auth and the rate limit, served by any
+ * `HttpServer` (Node on a port, or `NodeHttpServer.layerTest` in tests). The OpenAPI document is at
+ * `GET /v1/openapi.json`.
+ *
+ * Shutdown order (layers release in reverse order of construction): the HTTP server is built on top of the log, so
+ * closing the scope first stops accepting connections and waits for in-flight requests (`server.close`), and only
+ * then closes the database.
+ */
+import { HttpApiBuilder, HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import { createServer } from "node:http"
+import { OPENAPI_PATH, SyncApi } from "../sync/Protocol.js"
+import * as Auth from "./Auth.js"
+import * as Handlers from "./Handlers.js"
+import * as RateLimit from "./RateLimit.js"
+import * as ServerLog from "./ServerLog.js"
+
+/** Everything `layer` needs to know. */
+export interface Config {
+  /** The server database file (`:memory:` for a throwaway server). */
+  readonly filename: string
+  readonly host: string
+  /** 0 picks a free port. */
+  readonly port: number
+  readonly tokens: ReadonlyArray<Auth.TokenEntry>
+  readonly rateLimit?: RateLimit.Config
+  readonly limits?: Partial<ServerLog.Limits & Handlers.HttpLimits>
+  readonly synchronous?: "NORMAL" | "FULL"
+}
+
+/** Defaults of `memsync serve`. */
+export const DEFAULTS = { filename: "./memsync-server.db", host: "127.0.0.1", port: 8787 } as const
+
+/**
+ * The HTTP app over whatever `HttpServer`, `ServerLog`, `Auth` and `RateLimiter` are provided: routes, auth, error
+ * mapping, request logs, OpenAPI.
+ */
+export const layerApp = (limits: Partial<Handlers.HttpLimits> = {}) => {
+  const httpLimits: Handlers.HttpLimits = { ...Handlers.DEFAULT_HTTP_LIMITS, ...limits }
+  const api = HttpApiBuilder.api(SyncApi).pipe(
+    Layer.provide([Handlers.layerSync(httpLimits), Handlers.layerHealth]),
+    // The sync group's middleware: needed by the group layer and by the api (to apply it).
+    Layer.provide(Handlers.layerAuthentication)
+  )
+  return HttpApiBuilder.serve(Handlers.requestLogger).pipe(
+    Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: OPENAPI_PATH })),
+    Layer.provide(Handlers.layerNotFound),
+    Layer.provide(api)
+  )
+}
+
+/** The services behind the app: the SQLite log, the token table and the rate limiter. */
+export const layerServices = (config: Omit<Config, "host" | "port">) => {
+  const { maxBodyBytes: _, ...logLimits } = config.limits ?? {}
+  return Layer.mergeAll(
+    ServerLog.layer({
+      filename: config.filename,
+      ...logLimits,
+      ...(config.synchronous === undefined ? {} : { synchronous: config.synchronous })
+    }),
+    Auth.layer(config.tokens),
+    RateLimit.layer(config.rateLimit ?? RateLimit.DEFAULT_CONFIG)
+  )
+}
+
+/** A complete Node server listening on `host:port`; it also provides `HttpServer` (for its address) and the log. */
+export const layer = (config: Config) =>
+  layerApp(config.limits ?? {}).pipe(
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { host: config.host, port: config.port })),
+    // Built first, released last: the database outlives every request.
+    Layer.provideMerge(layerServices(config))
+  )
+
+/** The default per-token rate limit. */
+export const DEFAULT_RATE_LIMIT = RateLimit.DEFAULT_CONFIG
+
+/** The URL a running server answers on. */
+export const url = (server: HttpServer.HttpServer): string => HttpServer.formatAddress(server.address)
+
+/** The URL of the server in context. */
+export const currentUrl: Effect.Effect<string, never, HttpServer.HttpServer> = Effect.map(HttpServer.HttpServer, url)

@@ -1,0 +1,7 @@
+export * as Admission from "./Admission.js"
+export * as Auth from "./Auth.js"
+export * as Handlers from "./Handlers.js"
+export * as RateLimit from "./RateLimit.js"
+export * as Server from "./Server.js"
+export * as ServerLog from "./ServerLog.js"
+export * as ServerMigrations from "./ServerMigrations.js"
