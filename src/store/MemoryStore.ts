@@ -6,7 +6,7 @@
  * behind the transaction.
  */
 import { SqlError } from "@effect/sql"
-import { Context, Effect, Layer, PubSub, Schema, Stream } from "effect"
+import { Context, Effect, Layer, PubSub, type Queue, Schema, type Scope, Stream } from "effect"
 import type { Envelope, MemoryEvent } from "../domain/Events.js"
 import { formatError, isKnown, memoryIdOf } from "../domain/Events.js"
 import { isVisible, toMemory } from "../domain/Fold.js"
@@ -89,6 +89,8 @@ export interface MemoryStore {
   readonly emit: (type: string, version: number, payload: unknown) => Effect.Effect<string, StorageError>
   /** Commits as they happen (local writes, and remote ones once sync is running). */
   readonly changes: Stream.Stream<Change>
+  /** Subscribe now (the queue sees every commit from this moment; `changes` subscribes when it starts running). */
+  readonly subscribe: Effect.Effect<Queue.Dequeue<Change>, never, Scope.Scope>
   /** Tell watchers about a commit made elsewhere (the sync engine's pulls). */
   readonly publish: (change: Change) => Effect.Effect<void>
 }
@@ -267,6 +269,7 @@ export const make = Effect.gen(function* () {
     ingest,
     emit,
     changes: Stream.fromPubSub(changes),
+    subscribe: PubSub.subscribe(changes),
     publish: (change) => Effect.asVoid(PubSub.publish(changes, change))
   })
 })

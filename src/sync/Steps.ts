@@ -99,6 +99,7 @@ export const make = (deps: Deps) => {
       rejected += outcome.rejected.length
       yield* deps.onProgress("push")
     }
+    yield* ledger.set("last_push_at", String(yield* Clock.currentTimeMillis))
     return { pushed, rejected }
   })
 
@@ -115,6 +116,7 @@ export const make = (deps: Deps) => {
       if (!page.hasMore) break
     }
     yield* ledger.set("first_pull_done", "1")
+    yield* ledger.set("last_pull_at", String(yield* Clock.currentTimeMillis))
     return { pulled, behind: false }
   })
 

@@ -262,6 +262,8 @@ export const make = (config: Config) =>
     if (mode === "local" || config.background === false) return engine
 
     // --- background fibers -------------------------------------------------------------------------------------
+    // Subscribed before any fiber runs, so no commit made after the engine is up can be missed.
+    const commits = yield* store.subscribe
     const every = config.resyncEvery ?? 10
     const cycles = yield* Ref.make(0)
     const loop = (signal: Queue.Queue<void>, effect: Effect.Effect<void>) =>
@@ -285,8 +287,9 @@ export const make = (config: Config) =>
       // The interval trigger.
       Effect.schedule(signalAll, Schedule.spaced(Duration.millis(config.pullIntervalMs ?? 30_000))),
       // Local commits, debounced.
-      store.changes.pipe(
+      Stream.fromQueue(commits).pipe(
         Stream.filter((c) => c.source === "local"),
+        Stream.tap(() => Effect.ignore(refreshCounts)),
         Stream.debounce(Duration.millis(config.commitDebounceMs ?? 100)),
         Stream.runForEach(() => Queue.offer(pushSignal, void 0))
       ),
@@ -307,7 +310,12 @@ export const make = (config: Config) =>
     // Registered after the forks, so it runs first on close: one bounded push, then the fibers are interrupted.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
-        yield* steps.push.pipe(Effect.timeout(Duration.millis(config.flushTimeoutMs ?? 5_000)), Effect.ignore)
+        // Finalizers run uninterruptibly; the push must be interruptible or the timeout could not cut it short.
+        yield* steps.push.pipe(
+          Effect.interruptible,
+          Effect.timeout(Duration.millis(config.flushTimeoutMs ?? 5_000)),
+          Effect.ignore
+        )
         yield* Fiber.interruptAll(running)
       })
     )

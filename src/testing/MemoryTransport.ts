@@ -30,8 +30,8 @@ export interface Call {
 export interface Controls {
   /** Fail the next `n` calls with `kind` (429 carries `retryAfterSeconds`, default 1). */
   readonly failNext: (n: number, kind: FaultKind, retryAfterSeconds?: number) => Effect.Effect<void>
-  /** Let the server commit the next `n` calls but drop their responses (the client sees a timeout). */
-  readonly loseNext: (n: number) => Effect.Effect<void>
+  /** Let the server commit the next `n` calls (of `op`, if given) but drop their responses (a client timeout). */
+  readonly loseNext: (n: number, op?: Call["op"]) => Effect.Effect<void>
   /** Delay every call by `ms` of (Test)Clock time. */
   readonly setDelay: (ms: number) => Effect.Effect<void>
   /** While on, every call fails as if the connection were refused. */
@@ -40,6 +40,8 @@ export interface Controls {
   readonly revokeToken: (token: string) => Effect.Effect<void>
   readonly calls: Effect.Effect<ReadonlyArray<Call>>
   readonly clearCalls: Effect.Effect<void>
+  /** Talk to another server from now on (a server whose log was replaced: new epoch). */
+  readonly replaceServer: (server: ServerLog["Type"]) => Effect.Effect<void>
 }
 
 /** The controls tag (provided next to the transport by `layer`). */
@@ -50,11 +52,12 @@ export class MemoryTransportControls extends Context.Tag("memsync/testing/Memory
 
 interface State {
   readonly pending: ReadonlyArray<{ readonly kind: FaultKind; readonly retryAfterSeconds: number }>
-  readonly lose: number
+  readonly lose: ReadonlyArray<Call["op"] | undefined>
   readonly delayMs: number
   readonly partitioned: boolean
   readonly tokens: ReadonlyMap<string, string>
   readonly calls: ReadonlyArray<Call>
+  readonly server: ServerLog["Type"]
 }
 
 /** Make a transport over a server log, with `tokens` mapping bearer tokens to spaces. */
@@ -62,11 +65,12 @@ export const make = (server: ServerLog["Type"], tokens: Readonly<Record<string, 
   Effect.gen(function* () {
     const state = yield* Ref.make<State>({
       pending: [],
-      lose: 0,
+      lose: [],
       delayMs: 0,
       partitioned: false,
       tokens: new Map(Object.entries(tokens)),
-      calls: []
+      calls: [],
+      server
     })
     const record = (call: Call) => Ref.update(state, (s) => ({ ...s, calls: [...s.calls, call] }))
 
@@ -75,7 +79,7 @@ export const make = (server: ServerLog["Type"], tokens: Readonly<Record<string, 
       op: Call["op"],
       token: string,
       schema: Schema.Schema<A, I>,
-      run: (space: string) => Effect.Effect<unknown, Observed>
+      run: (space: string, server: ServerLog["Type"]) => Effect.Effect<unknown, Observed>
     ): Effect.Effect<A, SyncError> =>
       Effect.gen(function* () {
         const s = yield* Ref.get(state)
@@ -97,9 +101,10 @@ export const make = (server: ServerLog["Type"], tokens: Readonly<Record<string, 
           yield* record({ op, token, outcome: "unauthorized" })
           return yield* fail({ _tag: "Status", status: 401, message: "unknown token" })
         }
-        const body = yield* Effect.mapError(run(space), classify)
-        if (s.lose > 0) {
-          yield* Ref.update(state, (x) => ({ ...x, lose: x.lose - 1 }))
+        const body = yield* Effect.mapError(run(space, s.server), classify)
+        const lost = s.lose.findIndex((o) => o === undefined || o === op)
+        if (lost >= 0) {
+          yield* Ref.update(state, (x) => ({ ...x, lose: x.lose.filter((_, i) => i !== lost) }))
           yield* record({ op, token, outcome: "lost" })
           return yield* fail({ _tag: "Timeout", message: "response lost after the server committed" })
         }
@@ -117,12 +122,15 @@ export const make = (server: ServerLog["Type"], tokens: Readonly<Record<string, 
 
     const transport = Transport.of({
       push: (token, events: ReadonlyArray<Envelope>) =>
-        call("push", token, PushResponse, (space) =>
+        call("push", token, PushResponse, (space, server) =>
           Effect.mapError(server.push(space, JSON.parse(JSON.stringify(events))), serverFailure)
         ),
       pull: (token, after, limit) =>
-        call("pull", token, PullResponse, (space) => Effect.mapError(server.pull(space, after, limit), serverFailure)),
-      head: (token) => call("head", token, HeadResponse, (space) => Effect.mapError(server.head(space), serverFailure)),
+        call("pull", token, PullResponse, (space, server) =>
+          Effect.mapError(server.pull(space, after, limit), serverFailure)
+        ),
+      head: (token) =>
+        call("head", token, HeadResponse, (space, server) => Effect.mapError(server.head(space), serverFailure)),
       authCheck: (token) => Effect.asVoid(call("authCheck", token, Schema.Unknown, () => Effect.succeed(null)))
     })
 
@@ -132,7 +140,8 @@ export const make = (server: ServerLog["Type"], tokens: Readonly<Record<string, 
           ...s,
           pending: [...s.pending, ...Array.from({ length: n }, () => ({ kind, retryAfterSeconds }))]
         })),
-      loseNext: (n) => Ref.update(state, (s) => ({ ...s, lose: s.lose + n })),
+      loseNext: (n, op) =>
+        Ref.update(state, (s) => ({ ...s, lose: [...s.lose, ...Array.from({ length: n }, () => op)] })),
       setDelay: (ms) => Ref.update(state, (s) => ({ ...s, delayMs: ms })),
       partition: (on) => Ref.update(state, (s) => ({ ...s, partitioned: on })),
       setToken: (token, space) => Ref.update(state, (s) => ({ ...s, tokens: new Map(s.tokens).set(token, space) })),
@@ -143,7 +152,8 @@ export const make = (server: ServerLog["Type"], tokens: Readonly<Record<string, 
           return { ...s, tokens }
         }),
       calls: Effect.map(Ref.get(state), (s) => s.calls),
-      clearCalls: Ref.update(state, (s) => ({ ...s, calls: [] }))
+      clearCalls: Ref.update(state, (s) => ({ ...s, calls: [] })),
+      replaceServer: (next) => Ref.update(state, (s) => ({ ...s, server: next }))
     }
     return { transport, controls }
   })

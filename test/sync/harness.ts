@@ -2,7 +2,7 @@
  * Test harness: replicas (real MemoryStore + SyncEngine over their own SQLite) talking to one in-process server
  * (the real ServerLog) through the fault-injecting memory transport.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, TestClock } from "effect"
 import * as IdGenerator from "../../src/domain/IdGenerator.js"
 import * as ServerLog from "../../src/server/ServerLog.js"
 import * as MemoryStore from "../../src/store/MemoryStore.js"
@@ -42,3 +42,20 @@ export const makeReplica = (server: ServerLog.Service, options: ReplicaOptions =
       controls: Context.get(ctx, MemoryTransport.MemoryTransportControls)
     }
   })
+
+/** Advance the TestClock in steps until `cond` holds (fails after `maxSteps`). Never sleeps for real. */
+export const waitUntil = (
+  cond: Effect.Effect<boolean, unknown>,
+  options: { stepMs?: number; maxSteps?: number } = {}
+) =>
+  Effect.gen(function* () {
+    const step = options.stepMs ?? 50
+    for (let i = 0; i < (options.maxSteps ?? 2_000); i++) {
+      if (yield* Effect.orElseSucceed(cond, () => false)) return
+      yield* TestClock.adjust(step)
+    }
+    return yield* Effect.dieMessage("waitUntil: condition never held")
+  })
+
+/** Let forked fibers run without moving time. */
+export const settle = Effect.repeatN(Effect.yieldNow(), 200)

@@ -1,0 +1,150 @@
+/**
+ * Sync commands: `sync` (one push + pull, or `--watch`), `status`, `dead-letters`.
+ * Exit codes: 0 synced · 3 auth failed · 4 server unreachable or transient failure (pending kept) · 5 dead-lettered.
+ */
+import { Command, Options } from "@effect/cli"
+import { Config, Console, Effect, Layer, Option, Stream } from "effect"
+import * as HttpTransport from "../sync/HttpTransport.js"
+import * as Ledger from "../sync/Ledger.js"
+import * as SyncEngine from "../sync/SyncEngine.js"
+import { DeadLettered } from "../sync/Errors.js"
+import { UsageError } from "./Exit.js"
+import { db, json, output, storeLayer } from "./Shared.js"
+
+const server = Options.text("server").pipe(
+  Options.withDescription("the sync server URL (or $MEMSYNC_SERVER; remembered in the database after a sync)"),
+  Options.withFallbackConfig(Config.string("MEMSYNC_SERVER")),
+  Options.optional
+)
+const token = Options.text("token").pipe(
+  Options.withDescription("the bearer token (or $MEMSYNC_TOKEN; never stored)"),
+  Options.withFallbackConfig(Config.string("MEMSYNC_TOKEN")),
+  Options.optional
+)
+
+const sync = Command.make(
+  "sync",
+  {
+    server,
+    token,
+    watch: Options.boolean("watch").pipe(Options.withDescription("keep syncing until interrupted, printing status")),
+    db,
+    json
+  },
+  (a) =>
+    Effect.gen(function* () {
+      const t = yield* Option.match(a.token, {
+        onNone: () => new UsageError({ message: "no token: pass --token or set MEMSYNC_TOKEN" }),
+        onSome: Effect.succeed
+      })
+      const remembered = yield* Effect.provide(
+        Effect.flatMap(Ledger.Ledger, (l) => l.get("server_url")),
+        Ledger.layer.pipe(Layer.provideMerge(storeLayer(a.db, { create: true })))
+      )
+      const url = Option.getOrUndefined(a.server) ?? remembered
+      if (url === undefined) {
+        return yield* new UsageError({ message: "no server: pass --server URL or set MEMSYNC_SERVER" })
+      }
+      const layer = SyncEngine.layer({ token: t, background: a.watch }).pipe(
+        Layer.provideMerge(Layer.merge(storeLayer(a.db, { create: true }), HttpTransport.layer({ baseUrl: url })))
+      )
+      yield* Effect.gen(function* () {
+        const engine = yield* SyncEngine.SyncEngine
+        if (a.watch) {
+          yield* Console.error(`memsync: syncing with ${url} (Ctrl-C to stop)`)
+          yield* engine.statusChanges.pipe(
+            Stream.changesWith((x, y) => JSON.stringify(x) === JSON.stringify(y)),
+            Stream.runForEach((s) =>
+              a.json
+                ? Console.log(JSON.stringify(s))
+                : Console.log(
+                    `${s.state.padEnd(11)} pending=${s.pending} dead=${s.deadLetters}${s.lastError ? `  (${s.lastError})` : ""}`
+                  )
+            )
+          )
+          return
+        }
+        const summary = yield* engine.syncNow
+        yield* engine.ledger.set("server_url", url)
+        yield* output(
+          a.json,
+          summary,
+          () =>
+            `synced with ${url}: pushed ${summary.pushed}, pulled ${summary.pulled}, rejected ${summary.rejected}` +
+            `${summary.resynced ? " (resynced)" : ""} in ${summary.durationMs} ms`
+        )
+        if (summary.rejected > 0) {
+          return yield* new DeadLettered({
+            count: summary.rejected,
+            message: `${summary.rejected} events were rejected by the server (see memsync dead-letters)`
+          })
+        }
+      }).pipe(Effect.provide(layer))
+    })
+).pipe(Command.withDescription("push local events and pull remote ones (once, or --watch)"))
+
+const status = Command.make("status", { db, json }, (a) =>
+  Effect.gen(function* () {
+    const ledger = yield* Ledger.Ledger
+    const counts = yield* ledger.counts
+    const num = (v: string | undefined) => (v === undefined ? undefined : Number(v))
+    const report = {
+      pending: counts.pending,
+      deadLetters: counts.deadLetters,
+      cursor: yield* ledger.cursor,
+      epoch: yield* ledger.get("epoch"),
+      serverUrl: yield* ledger.get("server_url"),
+      lastPushAt: num(yield* ledger.get("last_push_at")),
+      lastPullAt: num(yield* ledger.get("last_pull_at"))
+    }
+    const when = (t: number | undefined) => (t === undefined ? "never" : new Date(t).toISOString())
+    yield* output(a.json, report, () =>
+      [
+        `server        ${report.serverUrl ?? "(none yet)"}`,
+        `pending       ${report.pending}`,
+        `dead letters  ${report.deadLetters}`,
+        `cursor        ${report.cursor}`,
+        `epoch         ${report.epoch ?? "(unknown)"}`,
+        `last push     ${when(report.lastPushAt)}`,
+        `last pull     ${when(report.lastPullAt)}`
+      ].join("\n")
+    )
+  }).pipe(Effect.provide(Ledger.layer.pipe(Layer.provideMerge(storeLayer(a.db, { create: false })))))
+).pipe(Command.withDescription("sync state of this replica: pending, dead letters, cursor, epoch, last sync"))
+
+const deadLetters = Command.make(
+  "dead-letters",
+  {
+    requeue: Options.text("requeue").pipe(
+      Options.withDescription("re-emit this dead letter's payload as a fresh event"),
+      Options.optional
+    ),
+    requeueAll: Options.boolean("requeue-all").pipe(Options.withDescription("re-emit every dead letter")),
+    db,
+    json
+  },
+  (a) =>
+    Effect.gen(function* () {
+      const ledger = yield* Ledger.Ledger
+      if (Option.isSome(a.requeue) || a.requeueAll) {
+        const ids = Option.isSome(a.requeue) ? [a.requeue.value] : (yield* ledger.deadLetters).map((d) => d.eventId)
+        const requeued = yield* Effect.forEach(ids, (id) =>
+          Effect.map(ledger.requeue(id), (fresh) => ({ deadLetter: id, event: fresh }))
+        )
+        return yield* output(a.json, requeued, () =>
+          requeued.length === 0 ? "no dead letters" : requeued.map((r) => `${r.deadLetter} -> ${r.event}`).join("\n")
+        )
+      }
+      const list = yield* ledger.deadLetters
+      yield* output(a.json, list, () =>
+        list.length === 0
+          ? "no dead letters"
+          : list
+              .map((d) => `${d.eventId}  ${d.type.padEnd(15)} ${d.memoryId ?? "-"}  ${d.reason}: ${d.message}`)
+              .join("\n")
+      )
+    }).pipe(Effect.provide(Ledger.layer.pipe(Layer.provideMerge(storeLayer(a.db, { create: false })))))
+).pipe(Command.withDescription("events the server rejected; --requeue ID or --requeue-all to send them again"))
+
+/** The sync commands. */
+export const syncCommands = [sync, status, deadLetters] as const
