@@ -9,10 +9,11 @@ import { Cause, Console, Effect, Exit as EffectExit } from "effect"
 import { dataCommands } from "./data.js"
 import { exitCodeOf, messageOf } from "./Exit.js"
 import { serveCommands } from "./serve.js"
+import { syncCommands } from "./sync.js"
 
 const root = Command.make("memsync").pipe(
   Command.withDescription("memsync: a local-first, event-sourced memory store with background sync"),
-  Command.withSubcommands([...dataCommands, ...serveCommands])
+  Command.withSubcommands([...dataCommands, ...syncCommands, ...serveCommands])
 )
 
 const cli = Command.run(root, { name: "memsync", version: "0.1.0" })
