@@ -9,21 +9,14 @@
  *   the request fiber before failing: HttpApi error schemas cannot carry headers, pre-response handlers run on every
  *   response of the request, the encoded error included.
  * - 413 / 400 on push: `push` is a raw handler, so HttpApi does not parse the body itself (its parser turns a
- *   malformed JSON body into a defect, i.e. a 500). It checks `Content-Length` before reading, reads with
- *   `MaxBodySize` (for bodies without a length), then parses and decodes, failing with `PayloadTooLarge` or
- *   `BadRequest`. A batch over the count limit is `PayloadTooLarge` from ServerLog.
+ *   malformed JSON body into a defect, i.e. a 500). It checks `Content-Length` before reading, counts bytes while
+ *   reading (for bodies without a length), then parses and decodes, failing with `PayloadTooLarge` or `BadRequest`.
+ *   A batch over the count limit is `PayloadTooLarge` from ServerLog.
  * - 400 on a bad pull query: HttpApi's own `HttpApiDecodeError` (`{ _tag, message, issues }`).
  * - 404: unknown routes answer JSON `{ _tag: "NotFound", message }` instead of an empty body.
  */
-import {
-  HttpApiBuilder,
-  HttpApp,
-  HttpIncomingMessage,
-  HttpServerError,
-  HttpServerRequest,
-  HttpServerResponse
-} from "@effect/platform"
-import { Cause, Clock, Context, Effect, Exit, Layer, Option, Schema } from "effect"
+import { HttpApiBuilder, HttpApp, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Cause, Clock, Context, Effect, Exit, Layer, Option, Schema, Stream } from "effect"
 import { formatError } from "../domain/Events.js"
 import {
   Authentication,
@@ -153,22 +146,36 @@ const setHeader = (name: string, value: string) =>
     Effect.succeed(HttpServerResponse.setHeader(response, name, value))
   )
 
-/** Read the body as text within `max` bytes: 413 when over (declared or actual), 400 when unreadable. */
+/**
+ * Read the body as text within `max` bytes: 413 when over (declared or actual), 400 when unreadable.
+ *
+ * A declared length over the limit is refused before reading (Node discards the rest of the body). A body without a
+ * length is read to its end even past the limit, up to `DRAIN_FACTOR` times it, so the client gets the 413 instead of
+ * a reset connection (stopping a request stream early destroys its socket); beyond that the connection is dropped.
+ */
 const readBody = (request: HttpServerRequest.HttpServerRequest, max: number) =>
   Effect.gen(function* () {
+    const tooLarge = (size: string) => new PayloadTooLarge({ message: `body is ${size} bytes; the limit is ${max}` })
     const declared = request.headers["content-length"]
-    if (declared !== undefined && Number(declared) > max) {
-      return yield* new PayloadTooLarge({ message: `body is ${declared} bytes; the limit is ${max}` })
-    }
-    return yield* request.text.pipe(
-      HttpIncomingMessage.withMaxBodySize(Option.some(max)),
-      Effect.mapError((e) =>
-        String(e.cause).includes("maxBytes exceeded")
-          ? new PayloadTooLarge({ message: `body is over the limit of ${max} bytes` })
-          : new BadRequest({ message: `cannot read the body: ${e.message}` })
-      )
+    if (declared !== undefined && Number(declared) > max) return yield* tooLarge(declared)
+    const read = yield* request.stream.pipe(
+      Stream.runFoldWhile(
+        { chunks: new Array<Uint8Array>(), bytes: 0 },
+        (acc) => acc.bytes <= max * DRAIN_FACTOR,
+        (acc, chunk) => {
+          // The accumulator is local to this fold, so growing it in place is safe and avoids copying per chunk.
+          acc.bytes += chunk.length
+          if (acc.bytes <= max) acc.chunks.push(chunk)
+          return acc
+        }
+      ),
+      Effect.mapError((e) => new BadRequest({ message: `cannot read the body: ${e.message}` }))
     )
+    if (read.bytes > max) return yield* tooLarge(`more than ${max}`)
+    return Buffer.concat(read.chunks).toString("utf8")
   })
+
+const DRAIN_FACTOR = 4
 
 const decodePushRequest = Schema.decodeUnknownEither(PushRequest)
 
