@@ -1,0 +1,12 @@
+/** The inspection tools over event logs (replay, blame, explain, diff, export/import, stats). */
+export * as Blame from "./Blame.js"
+export * as Diff from "./Diff.js"
+export * as Errors from "./Errors.js"
+export * as EventSource from "./EventSource.js"
+export * as Fold from "./Fold.js"
+export * as Lines from "./Lines.js"
+export * as Log from "./Log.js"
+export * as LogStats from "./LogStats.js"
+export * as Rows from "./Rows.js"
+export * as Snapshot from "./Snapshot.js"
+export * as Transfer from "./Transfer.js"
