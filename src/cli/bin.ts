@@ -8,12 +8,13 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit as EffectExit } from "effect"
 import { dataCommands } from "./data.js"
 import { exitCodeOf, messageOf } from "./Exit.js"
+import { inspectCommands } from "./inspect.js"
 import { serveCommands } from "./serve.js"
 import { syncCommands } from "./sync.js"
 
 const root = Command.make("memsync").pipe(
   Command.withDescription("memsync: a local-first, event-sourced memory store with background sync"),
-  Command.withSubcommands([...dataCommands, ...syncCommands, ...serveCommands])
+  Command.withSubcommands([...dataCommands, ...syncCommands, ...serveCommands, ...inspectCommands])
 )
 
 const cli = Command.run(root, { name: "memsync", version: "0.1.0" })

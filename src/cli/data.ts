@@ -9,6 +9,7 @@ import { formatError } from "../domain/Events.js"
 import { CreateInput, Patch, type Memory } from "../domain/Memory.js"
 import { ValidationError } from "../store/Errors.js"
 import { MemoryStore, type ListedMemory } from "../store/MemoryStore.js"
+import * as LogStats from "../inspect/LogStats.js"
 import * as Replay from "../store/Replay.js"
 import { UsageError, VerificationFailed } from "./Exit.js"
 import { db, json, output, withStore } from "./Shared.js"
@@ -205,7 +206,8 @@ const stats = Command.make("stats", { db, json }, (a) =>
       { create: false },
       Effect.flatMap(MemoryStore, (store) => store.stats)
     )
-    yield* output(a.json, s, () =>
+    const log = yield* LogStats.ofFile(a.db)
+    yield* output(a.json, { ...s, ...log }, () =>
       [
         `memories        ${s.memories}`,
         `deleted         ${s.deleted}`,
@@ -213,11 +215,16 @@ const stats = Command.make("stats", { db, json }, (a) =>
         ...Object.entries(s.eventsByType).map(([t, n]) => `  ${t.padEnd(16)}${n}`),
         `unknown events  ${s.unknownEvents}`,
         `pending outbox  ${s.pendingOutbox}`,
-        `dead letters    ${s.deadLetters}`
+        `dead letters    ${s.deadLetters}`,
+        ...LogStats.formatLines(log)
       ].join("\n")
     )
   })
-).pipe(Command.withDescription("counts: memories, deleted, events by type, pending outbox, unknown events"))
+).pipe(
+  Command.withDescription(
+    "counts: memories, deleted, events by type/day/client, log size on disk, pending outbox, unknown events"
+  )
+)
 
 /** The data commands, in help order. */
 export const dataCommands = [add, update, rm, get, list, search, history, verify, rebuild, stats] as const

@@ -65,7 +65,7 @@ export const compute = Effect.gen(function* () {
 /** The stats of the log in `filename` (opened read-only on its own). */
 export const ofFile = (filename: string, space?: string) => Effect.provide(compute, layer({ filename, space }))
 
-/** Text lines for `memsync stats`. */
+/** Text lines for `memsync stats` (per type is left out: `stats` already prints it; `--json` has both). */
 export const formatLines = (s: LogStats): Array<string> => {
   const section = (title: string, counts: Readonly<Record<string, number>>) => [
     title,
@@ -74,8 +74,7 @@ export const formatLines = (s: LogStats): Array<string> => {
   return [
     `log size        ${s.logBytes === null ? "unknown" : mb(s.logBytes)} (file ${mb(s.fileBytes)})`,
     ...section("events per day (UTC)", s.eventsPerDay),
-    ...section("events per client", s.eventsPerClient),
-    ...section("events per type", s.eventsPerType)
+    ...section("events per client", s.eventsPerClient)
   ]
 }
 

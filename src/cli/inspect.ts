@@ -1,0 +1,458 @@
+/**
+ * Debug commands over any event log (a replica, or one space of a server database with `--space S`):
+ * log, replay, blame, explain, diff, export, import. Thin: parse options, call `src/inspect`, print.
+ *
+ * Output: text by default, `--json` for one document, `--ndjson` (streams) for one document per line. Streams are
+ * written a page at a time with backpressure, so memory stays bounded on 1M-event logs. Progress goes to stderr, and
+ * only when stderr is a TTY (`--quiet` silences it): stdout carries results only.
+ */
+import { Args, Command, Options } from "@effect/cli"
+import { Console, Effect, Layer, Option } from "effect"
+import { REGISTERS } from "../domain/Fold.js"
+import type { Memory } from "../domain/Memory.js"
+import * as Blame from "../inspect/Blame.js"
+import * as Diff from "../inspect/Diff.js"
+import { TAGS as INSPECT_ERRORS, InvalidLines } from "../inspect/Errors.js"
+import * as EventSource from "../inspect/EventSource.js"
+import type { Sink } from "../inspect/Lines.js"
+import * as Log from "../inspect/Log.js"
+import * as Snapshot from "../inspect/Snapshot.js"
+import * as Transfer from "../inspect/Transfer.js"
+import * as ServerLog from "../server/ServerLog.js"
+import * as ServerMigrations from "../server/ServerMigrations.js"
+import * as Database from "../store/Database.js"
+import { StorageError } from "../store/Errors.js"
+import * as MemoryStore from "../store/MemoryStore.js"
+import { UsageError, VerificationFailed } from "./Exit.js"
+import { progressReporter } from "./Progress.js"
+import { db, json, printJson } from "./Shared.js"
+
+const space = Options.text("space").pipe(
+  Options.withDescription("read this space of a server database (required for one, refused for a replica)"),
+  Options.optional
+)
+const ndjson = Options.boolean("ndjson").pipe(Options.withDescription("print one JSON document per line"))
+const quiet = Options.boolean("quiet").pipe(Options.withDescription("no progress bar on stderr"))
+const optionalInt = (name: string, description: string) =>
+  Options.integer(name).pipe(Options.withDescription(description), Options.optional)
+
+const log = Command.make(
+  "log",
+  {
+    since: optionalInt("since", "from this seq (inclusive)"),
+    until: optionalInt("until", "up to this seq (inclusive)"),
+    type: Options.text("type").pipe(Options.withDescription("only events of this type"), Options.optional),
+    memory: Options.text("memory").pipe(Options.withDescription("only events touching this memory"), Options.optional),
+    client: Options.text("client").pipe(
+      Options.withDescription("only events written by this client"),
+      Options.optional
+    ),
+    limit: optionalInt("limit", "at most N events"),
+    space,
+    db,
+    json,
+    ndjson
+  },
+  (a) =>
+    Effect.gen(function* () {
+      const mode = yield* outputMode(a)
+      if (Option.isSome(a.limit) && a.limit.value < 0) return yield* new UsageError({ message: "--limit must be >= 0" })
+      const out = stdout()
+      let first = true
+      if (mode === "json") yield* out.write("[")
+      const filter = {
+        since: Option.getOrUndefined(a.since),
+        until: Option.getOrUndefined(a.until),
+        type: Option.getOrUndefined(a.type),
+        memoryId: Option.getOrUndefined(a.memory),
+        clientId: Option.getOrUndefined(a.client)
+      }
+      yield* Log.list(
+        filter,
+        (entries) => {
+          const lines = entries.map((e) => {
+            if (mode === "text") return `${formatEntry(e)}\n`
+            const doc = JSON.stringify(Log.toJson(e))
+            if (mode === "ndjson") return `${doc}\n`
+            const sep = first ? "\n" : ",\n"
+            first = false
+            return `${sep}${doc}`
+          })
+          return out.write(lines.join(""))
+        },
+        { limit: Option.getOrUndefined(a.limit) }
+      )
+      if (mode === "json") yield* out.write(first ? "]\n" : "\n]\n")
+      yield* out.flush
+    }).pipe(withSource(a.db, a.space))
+).pipe(Command.withDescription("events in log order, with their sync state (pending, confirmed@N, dead-lettered)"))
+
+const replay = Command.make(
+  "replay",
+  {
+    until: optionalInt("until", "the state after the events up to this seq (log order)"),
+    at: Options.text("at").pipe(
+      Options.withDescription("the state from the events stamped at or before this ISO time (HLC order)"),
+      Options.optional
+    ),
+    out: Options.text("out").pipe(
+      Options.withDescription("write a new database file (never overwritten)"),
+      Options.optional
+    ),
+    includeDeleted: Options.boolean("include-deleted").pipe(Options.withDescription("print deleted memories too")),
+    space,
+    db,
+    json,
+    ndjson,
+    quiet
+  },
+  (a) =>
+    Effect.gen(function* () {
+      const mode = yield* outputMode(a)
+      const point = yield* pointOf(a.until, a.at)
+      const onProgress = progressReporter("replay", { quiet: a.quiet })
+      if (Option.isSome(a.out)) {
+        const summary = yield* Snapshot.toFile(a.out.value, point, { onProgress })
+        return yield* mode === "text"
+          ? Console.log(`${formatSummary(summary)}; written to ${a.out.value}`)
+          : printJson({ ...summary, out: a.out.value })
+      }
+      const out = stdout()
+      let first = true
+      if (mode === "json") yield* out.write(`{"memories":[`)
+      const summary = yield* Snapshot.scan(
+        point,
+        (memories) =>
+          out.write(
+            memories
+              .map((m) => {
+                if (mode === "text") return `${formatMemoryLine(m)}\n`
+                if (mode === "ndjson") return `${JSON.stringify(m)}\n`
+                const sep = first ? "\n" : ",\n"
+                first = false
+                return `${sep}${JSON.stringify(m)}`
+              })
+              .join("")
+          ),
+        { onProgress, includeDeleted: a.includeDeleted }
+      )
+      if (mode === "json") yield* out.write(`\n],"summary":${JSON.stringify(summary)}}\n`)
+      if (mode === "text") yield* out.write(`-- ${formatSummary(summary)}\n`)
+      yield* out.flush
+    }).pipe(withSource(a.db, a.space))
+).pipe(Command.withDescription("the state as of --until SEQ or --at ISO-TIME: printed, or written to --out FILE"))
+
+const blame = Command.make(
+  "blame",
+  {
+    memoryId: Args.text({ name: "memory-id" }).pipe(Args.withDescription("the memory")),
+    field: Options.choice("field", REGISTERS).pipe(Options.withDescription("only this field"), Options.optional),
+    space,
+    db,
+    json
+  },
+  (a) =>
+    Effect.gen(function* () {
+      const report = yield* Blame.blame(a.memoryId, Option.getOrUndefined(a.field))
+      yield* a.json ? printJson(report) : Console.log(formatBlame(report))
+    }).pipe(withSource(a.db, a.space))
+).pipe(Command.withDescription("which event set each field of a memory, and which writes lost (LWW)"))
+
+const explain = Command.make(
+  "explain",
+  { eventId: Args.text({ name: "event-id" }).pipe(Args.withDescription("the event")), space, db, json },
+  (a) =>
+    Effect.gen(function* () {
+      const e = yield* Blame.explain(a.eventId)
+      yield* a.json ? printJson(e) : Console.log(formatExplanation(e))
+    }).pipe(withSource(a.db, a.space))
+).pipe(Command.withDescription("one event: whether it was applied, what it won and lost, its sync state"))
+
+const diff = Command.make(
+  "diff",
+  {
+    a: Args.text({ name: "a.db" }).pipe(Args.withDescription("the first database")),
+    b: Args.text({ name: "b.db" }).pipe(Args.withDescription("the second database")),
+    space: Options.text("space").pipe(
+      Options.withDescription("the space to read in whichever side is a server database"),
+      Options.optional
+    ),
+    limit: Options.integer("limit").pipe(Options.withDescription("at most N items per list"), Options.withDefault(20)),
+    json,
+    quiet
+  },
+  (a) =>
+    Effect.gen(function* () {
+      if (a.limit < 0) return yield* new UsageError({ message: "--limit must be >= 0" })
+      const spaceFor = (file: string) =>
+        EventSource.peekKind(file) === "server" ? { space: Option.getOrUndefined(a.space) } : {}
+      const left = yield* EventSource.open({ filename: a.a, ...spaceFor(a.a) })
+      const right = yield* EventSource.open({ filename: a.b, ...spaceFor(a.b) })
+      const report = yield* Diff.diff(left, right, {
+        limit: a.limit,
+        onProgress: progressReporter("diff", { quiet: a.quiet })
+      })
+      yield* a.json ? printJson(report) : Console.log(formatDiff(report))
+      if (!report.identical) return yield* new VerificationFailed({ message: "the two logs differ" })
+    }).pipe(Effect.scoped, asUsage)
+).pipe(Command.withDescription("events only in A or B, memories that differ, and the first diverging event"))
+
+const exportCommand = Command.make(
+  "export",
+  {
+    out: Options.text("out").pipe(Options.withDescription("write to a new file instead of stdout"), Options.optional),
+    includeSensitive: Options.boolean("include-sensitive").pipe(
+      Options.withDescription("keep the content of sensitive memories (redacted by default)")
+    ),
+    space,
+    db,
+    json,
+    quiet
+  },
+  (a) =>
+    Effect.gen(function* () {
+      const options = {
+        includeSensitive: a.includeSensitive,
+        onProgress: progressReporter("export", { quiet: a.quiet })
+      }
+      if (Option.isNone(a.out)) {
+        const out = stdout()
+        yield* Transfer.exportTo(out, options)
+        return yield* out.flush
+      }
+      const summary = yield* Transfer.exportToFile(a.out.value, options)
+      const text = () =>
+        `exported ${summary.events} events to ${a.out.pipe(Option.getOrElse(() => ""))}` +
+        (summary.header.redacted ? ` (${summary.redactedEvents} redacted; --include-sensitive keeps them)` : "") +
+        (summary.excluded > 0 ? `; ${summary.excluded} dead letters left out` : "")
+      yield* a.json ? printJson(summary) : Console.log(text())
+    }).pipe(withSource(a.db, a.space))
+).pipe(Command.withDescription("NDJSON of the event set (sensitive content redacted unless --include-sensitive)"))
+
+const importCommand = Command.make(
+  "import",
+  {
+    file: Args.text({ name: "file" }).pipe(Args.withDescription("an NDJSON export (one event per line)")),
+    allowRedacted: Options.boolean("allow-redacted").pipe(
+      Options.withDescription("accept an export whose sensitive content was redacted")
+    ),
+    space: Options.text("space").pipe(
+      Options.withDescription("import into this space of a server database"),
+      Options.optional
+    ),
+    db,
+    json,
+    quiet
+  },
+  (a) =>
+    Effect.gen(function* () {
+      const options = {
+        allowRedacted: a.allowRedacted,
+        onProgress: progressReporter("import", { quiet: a.quiet }),
+        onInvalid: (i: Transfer.InvalidLine) => Console.error(`memsync: ${a.file}:${i.line}: ${i.message}`)
+      }
+      const report = yield* Option.match(a.space, {
+        onNone: () =>
+          Effect.flatMap(Transfer.replicaTarget, (t) => Transfer.importFile(a.file, t, options)).pipe(
+            Effect.provide(MemoryStore.layer({ filename: a.db, create: true }))
+          ),
+        onSome: (s) =>
+          Effect.flatMap(ServerLog.ServerLog, (l) =>
+            Transfer.importFile(a.file, Transfer.serverTarget(l, s), options)
+          ).pipe(
+            Effect.provide(
+              Layer.effect(ServerLog.ServerLog, ServerLog.make()).pipe(
+                Layer.provide(Database.layer({ filename: a.db, schema: ServerMigrations.schema }))
+              )
+            ),
+            Effect.mapError((e) => (e._tag === "ServerError" ? new StorageError({ message: e.message }) : e))
+          )
+      })
+      const { invalid: _listed, ...summary } = report
+      yield* a.json
+        ? printJson(report)
+        : Console.log(
+            `imported ${summary.imported} of ${summary.events} events from ${a.file} ` +
+              `(${summary.duplicates} already held, ${summary.invalidCount} invalid lines skipped)`
+          )
+      if (report.header?.events !== undefined && report.events + report.invalidCount < report.header.events) {
+        yield* Console.error(
+          `memsync: the export header announces ${report.header.events} events; the file holds fewer (truncated?)`
+        )
+      }
+      if (report.invalidCount > 0) return yield* new InvalidLines({ path: a.file, count: report.invalidCount })
+    }).pipe(asUsage)
+).pipe(Command.withDescription("import an NDJSON export: idempotent by event id, bad lines reported and skipped"))
+
+/** The inspection commands, in help order. */
+export const inspectCommands = [log, replay, blame, explain, diff, exportCommand, importCommand] as const
+
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Run a command body over the source in `--db` (and `--space`), with the tools' errors as usage errors. */
+const withSource =
+  (file: string, space: Option.Option<string>) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>) =>
+    self.pipe(Effect.provide(EventSource.layer({ filename: file, space: Option.getOrUndefined(space) })), asUsage)
+
+/** The inspection tools' typed failures all come from what the user typed: exit 2 with their message. */
+const asUsage = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.mapError(self, (e) => {
+    const tag = typeof e === "object" && e !== null && "_tag" in e ? String(e._tag) : ""
+    const known: ReadonlyArray<string> = INSPECT_ERRORS
+    return known.includes(tag) && e instanceof Error ? new UsageError({ message: e.message }) : e
+  })
+
+const outputMode = (a: { readonly json: boolean; readonly ndjson: boolean }) =>
+  a.json && a.ndjson
+    ? Effect.fail(new UsageError({ message: "--json and --ndjson cannot be used together" }))
+    : Effect.succeed(a.json ? ("json" as const) : a.ndjson ? ("ndjson" as const) : ("text" as const))
+
+const pointOf = (until: Option.Option<number>, at: Option.Option<string>) => {
+  if (Option.isSome(until) && Option.isNone(at)) {
+    if (until.value < 0) return Effect.fail(new UsageError({ message: "--until must be >= 0" }))
+    return Effect.succeed<Snapshot.Point>({ _tag: "Seq", seq: until.value })
+  }
+  if (Option.isSome(at) && Option.isNone(until)) {
+    const millis = Date.parse(at.value)
+    if (Number.isNaN(millis)) {
+      return Effect.fail(new UsageError({ message: `--at ${at.value}: not an ISO time (e.g. 2024-05-01T12:00:00Z)` }))
+    }
+    return Effect.succeed<Snapshot.Point>({ _tag: "Time", millis })
+  }
+  return Effect.fail(new UsageError({ message: "give exactly one of --until SEQ and --at ISO-TIME" }))
+}
+
+/** stdout as a sink: buffered, waits for `drain` (bounded memory), and stops quietly when the reader goes away. */
+const stdout = (): Sink => {
+  let chunks: Array<string> = []
+  let size = 0
+  let closed = false
+  process.stdout.once("error", () => (closed = true))
+  const flush = Effect.async<void, StorageError>((resume) => {
+    const data = chunks.join("")
+    chunks = []
+    size = 0
+    if (data === "" || closed) return resume(Effect.void)
+    if (process.stdout.write(data)) return resume(Effect.void)
+    const done = () => resume(Effect.void)
+    process.stdout.once("drain", done)
+    process.stdout.once("error", done)
+  })
+  return {
+    write: (text) =>
+      Effect.suspend(() => {
+        chunks.push(text)
+        size += text.length
+        return size >= 1 << 16 ? flush : Effect.void
+      }),
+    flush
+  }
+}
+
+const short = (v: unknown): string => {
+  const s = JSON.stringify(v) ?? "undefined"
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s
+}
+
+const formatEntry = (e: Parameters<typeof Log.toJson>[0]): string => {
+  const j = Log.toJson(e)
+  return `${String(j.seq).padStart(7)}  ${j.id}  ${j.hlc}  ${j.type.padEnd(15)} ${j.memoryId ?? "-"}  ${Log.describeSync(e.sync)}`
+}
+
+const formatMemoryLine = (m: Memory & { readonly deleted: boolean }): string => {
+  const oneLine = m.content.replace(/\s+/g, " ")
+  const text = oneLine.length > 80 ? `${oneLine.slice(0, 77)}...` : oneLine
+  return `${m.id}  ${m.deleted ? "[deleted] " : ""}[${m.category}] ${text}`
+}
+
+const formatSummary = (s: Snapshot.Summary): string => {
+  const point = s.point._tag === "Seq" ? `seq ${s.point.seq}` : new Date(s.point.millis).toISOString()
+  return (
+    `${s.memories} memories (${s.deleted} deleted) as of ${point}, from ${s.events} events` +
+    (s.excluded > 0 ? ` (${s.excluded} dead letters left out)` : "")
+  )
+}
+
+/** The event id in an order key `hlc id`. */
+const writer = (key: string): string => key.slice(key.indexOf(" ") + 1)
+
+const ref = (r: Blame.EventRef): string => `${r.id}  seq ${r.seq}  ${r.hlc}  ${r.type}`
+
+const statusOf = (m: Blame.MemoryStatus): string =>
+  m.visible
+    ? "visible"
+    : m.deleted
+      ? "deleted (a delete is held: it wins over every update, earlier or later)"
+      : "hidden (no create held: updates are kept until it arrives)"
+
+const formatBlame = (r: Blame.BlameReport): string => {
+  const lines = [`memory ${r.memory.id}: ${statusOf(r.memory)}; ${r.events} events`]
+  for (const f of r.fields) {
+    lines.push("", `${f.field.padEnd(11)} ${short(f.value)}`, `  set by    ${ref(f.setBy)}`)
+    for (const l of f.lost) lines.push(`  lost      ${short(l.value)}  ${ref(l)}`)
+  }
+  if (r.skipped.length > 0) lines.push("", "not folded:")
+  for (const s of r.skipped) lines.push(`  ${ref(s)}  ${s.why}: ${s.message}`)
+  return lines.join("\n")
+}
+
+const formatExplanation = (e: Blame.Explanation): string => {
+  const lines = [
+    `event     ${e.event.id}  (seq ${e.event.seq})`,
+    `type      ${e.event.type} v${e.event.version}`,
+    `stamp     ${e.event.hlc}  (client ${e.event.clientId})`,
+    `sync      ${Log.describeSync(e.sync)}`
+  ]
+  if (e.memory !== undefined) lines.push(`memory    ${e.memory.id}: ${statusOf(e.memory)}`)
+  lines.push(
+    `applied   ${e.applied ? "yes" : `no: ${e.skipped?.why ?? "no memory"}${e.skipped ? ` (${e.skipped.message})` : ""}`}`
+  )
+  if (e.tombstone && e.applied) lines.push("effect    tombstone: the memory is deleted for good")
+  for (const w of e.won) lines.push(`won       ${w.field} = ${short(w.value)}`)
+  for (const l of e.lost) {
+    lines.push(`lost      ${l.field} = ${short(l.value)}  to ${l.to.id} (${l.to.hlc}) which wrote ${short(l.to.value)}`)
+  }
+  lines.push(`payload   ${JSON.stringify(e.event.payload)}`)
+  return lines.join("\n")
+}
+
+const formatDiff = (r: Diff.DiffReport): string => {
+  const side = (name: string, s: Diff.Side) =>
+    `${name}  ${s.filename} (${s.kind}${s.space === undefined ? "" : ` space ${s.space}`}, ${s.events} events)`
+  const list = <A>(title: string, l: Diff.Listed<A>, show: (a: A) => string) => [
+    `${title}: ${l.count}`,
+    ...l.items.map((x) => `  ${show(x)}`),
+    ...(l.count > l.items.length ? [`  ... ${l.count - l.items.length} more`] : [])
+  ]
+  const mismatch = (m: Diff.EventMismatch) =>
+    `${m.id}  A: ${m.a.hlc}${m.a.deadLettered ? " (dead-lettered)" : ""}  B: ${m.b.hlc}${m.b.deadLettered ? " (dead-lettered)" : ""}`
+  const lines = [
+    side("A", r.a),
+    side("B", r.b),
+    ...list("events only in A", r.onlyInA, ref),
+    ...list("events only in B", r.onlyInB, ref),
+    ...list("same id, different body", r.conflicting, mismatch),
+    ...list("dead-lettered on one side only", r.deadLetterMismatch, mismatch),
+    ...list("memories only in A", r.memoriesOnlyInA, (id) => id),
+    ...list("memories only in B", r.memoriesOnlyInB, (id) => id),
+    ...list("memories that differ", r.memoriesDiffering, (m) =>
+      [
+        m.id,
+        ...m.fields.map(
+          (f) =>
+            `    ${f.field}: A=${short(f.a)}${f.aBy ? ` (by ${writer(f.aBy)})` : ""}  B=${short(f.b)}${f.bBy ? ` (by ${writer(f.bBy)})` : ""}`
+        )
+      ].join("\n")
+    )
+  ]
+  const d = r.firstDivergence
+  lines.push(
+    d === null
+      ? r.identical
+        ? "identical: same events, same views"
+        : "no event reaches a view differently (the differences are in events no view folds)"
+      : `first divergence: ${ref(d.event)} (client ${d.event.clientId}): ${d.why}`
+  )
+  return lines.join("\n")
+}
