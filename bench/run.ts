@@ -61,7 +61,7 @@ try {
   if (selected.has("ingest")) rows.push(...(await runIngest({ dir, events: sized(100_000), batch, reps: reps(3) })))
   if (selected.has("create")) rows.push(...(await runCreate({ dir, creates: sized(2_000), reps: reps(3) })))
   if (selected.has("rebuild")) {
-    rows.push(...(await runRebuild({ dir, events: sized(1_000_000), reps: reps(3), buildBatch: 5_000 })))
+    rows.push(...(await runRebuild({ dir, events: sized(1_000_000), reps: reps(1), buildBatch: 5_000 })))
   }
   if (selected.has("open")) rows.push(...(await runOpen({ dir, events: sized(100_000), reps: reps(5) })))
 } finally {

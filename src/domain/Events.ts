@@ -9,7 +9,7 @@
  */
 import { Either, Option, ParseResult, Schema } from "effect"
 import { ClientId, decode as decodeHlc, Stamp } from "./Hlc.js"
-import { Memory, MemoryId, Patch, Timestamp } from "./Memory.js"
+import { fitsBytes, MAX_CONTENT_BYTES, Memory, MemoryId, Patch, Timestamp } from "./Memory.js"
 
 /** An event id: a UUID (new ones are UUIDv7, so they sort by creation time). */
 export const EventId = Schema.String.pipe(
@@ -86,9 +86,9 @@ export type MemoryDeleted = typeof MemoryDeleted.Type
  */
 type Decoder = (u: unknown) => Either.Either<MemoryEvent, ParseResult.ParseError>
 const KNOWN: Record<string, Record<number, Decoder>> = {
-  "memory.created": { 1: Schema.decodeUnknownEither(MemoryCreated) },
-  "memory.updated": { 1: Schema.decodeUnknownEither(MemoryUpdated) },
-  "memory.deleted": { 1: Schema.decodeUnknownEither(MemoryDeleted) }
+  "memory.created": { 1: withFastPath(fastCreated, Schema.decodeUnknownEither(MemoryCreated)) },
+  "memory.updated": { 1: withFastPath(fastUpdated, Schema.decodeUnknownEither(MemoryUpdated)) },
+  "memory.deleted": { 1: withFastPath(fastDeleted, Schema.decodeUnknownEither(MemoryDeleted)) }
 }
 
 /** True when this build knows how to read (type, version). */
@@ -111,8 +111,10 @@ export const classify = (envelope: Envelope): Classified => {
 }
 
 /** Decode an unknown value as an envelope, with a readable message on failure. */
-export const decodeEnvelope = (u: unknown): Either.Either<Envelope, string> =>
-  Either.mapLeft(Schema.decodeUnknownEither(Envelope)(u), formatError)
+export const decodeEnvelope = (u: unknown): Either.Either<Envelope, string> => {
+  const fast = fastEnvelope(u)
+  return fast === undefined ? Either.mapLeft(decodeEnvelopeSchema(u), formatError) : Either.right(fast)
+}
 
 /** The memory an envelope touches, when its payload names one. */
 export const memoryIdOf = (envelope: Pick<Envelope, "payload">): string | undefined => {
@@ -148,6 +150,8 @@ export const formatError = (e: ParseResult.ParseError): string =>
     .map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message))
     .join("; ")
 
+const decodeEnvelopeSchema = Schema.decodeUnknownEither(Envelope)
+
 const sortKeys = (v: unknown): unknown => {
   if (Array.isArray(v)) return v.map(sortKeys)
   if (typeof v === "object" && v !== null) {
@@ -156,4 +160,151 @@ const sortKeys = (v: unknown): unknown => {
     return out
   }
   return v
+}
+
+// --- Fast path --------------------------------------------------------------------------------------------------
+//
+// Schema decoding costs ~15-20 µs per event, which dominated the batch ingest and rebuild paths. The checks below
+// walk the v1 shapes by hand. Invariant: when a fast check ACCEPTS, the schema accepts too and returns an equal
+// value (same keys in the same order, arrays copied, optional patch keys kept even when `undefined`); when it is
+// unsure it returns undefined and the schema decides (and writes the error message). So a fast check may be
+// stricter than its schema, never laxer. Keep them in step with Memory.ts / Hlc.ts; a shipped v1 shape never
+// changes, but a refinement added to a field schema must be added here too (test/domain/EventsFastPath.test.ts
+// compares both on generated and mutated inputs).
+
+type Rec = { readonly [k: string]: unknown }
+
+function withFastPath(fast: (u: unknown) => MemoryEvent | undefined, slow: Decoder): Decoder {
+  return (u) => {
+    const event = fast(u)
+    return event === undefined ? slow(u) : Either.right(event)
+  }
+}
+
+// Schema.Struct accepts any non-null, non-array object and reads required keys with `input[key]`.
+const isRec = (u: unknown): u is Rec => typeof u === "object" && u !== null && !Array.isArray(u)
+const has = (o: Rec, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k)
+
+const EVENT_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+const STAMP_RE = /^(\d{15}):(\d{6}):([A-Za-z0-9_-]{1,64})$/
+const CLIENT_ID_RE = /^[A-Za-z0-9_-]{1,64}$/
+const SURROGATE_RE = /[\uD800-\uDFFF]/
+
+const isStr = (u: unknown): u is string => typeof u === "string"
+// Stricter than needed on purpose: no surrogate code units at all (the schemas may refuse unpaired ones).
+const plain = (s: string): boolean => !SURROGATE_RE.test(s)
+const isMemoryId = (u: unknown): u is string => isStr(u) && u.length >= 1 && u.length <= 128 && plain(u)
+// A printable ASCII first character settles "not blank" without the copy `trim()` makes.
+const notBlank = (s: string): boolean => {
+  const c = s.charCodeAt(0)
+  return (c > 32 && c < 127) || s.trim().length > 0
+}
+const isContent = (u: unknown): u is string => isStr(u) && notBlank(u) && fitsBytes(u, MAX_CONTENT_BYTES) && plain(u)
+const isCategory = (u: unknown): u is string => isStr(u) && u.length <= 256 && plain(u)
+const isLabel = (u: unknown): u is string => isStr(u) && u.length >= 1 && u.length <= 256 && plain(u)
+const isImportance = (u: unknown): u is number => typeof u === "number" && Number.isFinite(u) && u >= 0 && u <= 1
+const isTimestamp = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
+
+/** A copy of a label array (Schema.Array returns a new array), or undefined. */
+const labels = (u: unknown): Array<string> | undefined => {
+  if (!Array.isArray(u)) return undefined
+  const out: Array<string> = []
+  for (let i = 0; i < u.length; i++) {
+    const x: unknown = u[i]
+    if (!isLabel(x)) return undefined
+    out.push(x)
+  }
+  return out
+}
+
+/** id, hlc and clientId of an event struct (no envelope filter: the event schemas do not have it). */
+const fastBase = (u: Rec): { id: string; hlc: string; clientId: string } | undefined => {
+  const { id, hlc, clientId } = u
+  if (!isStr(id) || !EVENT_ID_RE.test(id) || !isStr(hlc) || !STAMP_RE.test(hlc)) return undefined
+  if (!isStr(clientId) || !CLIENT_ID_RE.test(clientId)) return undefined
+  return { id, hlc, clientId }
+}
+
+function fastCreated(u: unknown): MemoryCreated | undefined {
+  if (!isRec(u) || u.type !== "memory.created" || u.version !== 1 || !isRec(u.payload)) return undefined
+  const base = fastBase(u)
+  if (base === undefined) return undefined
+  const { id, content, category, importance, sensitive, createdAt, updatedAt } = u.payload
+  const tags = labels(u.payload.tags)
+  const keywords = labels(u.payload.keywords)
+  if (!isMemoryId(id) || !isContent(content) || !isCategory(category) || tags === undefined) return undefined
+  if (keywords === undefined || !isImportance(importance) || typeof sensitive !== "boolean") return undefined
+  if (!isTimestamp(createdAt) || !isTimestamp(updatedAt)) return undefined
+  const payload = { id, content, category, tags, keywords, importance, sensitive, createdAt, updatedAt }
+  return { ...base, type: "memory.created", version: 1, payload }
+}
+
+function fastUpdated(u: unknown): MemoryUpdated | undefined {
+  if (!isRec(u) || u.type !== "memory.updated" || u.version !== 1 || !isRec(u.payload)) return undefined
+  const base = fastBase(u)
+  if (base === undefined) return undefined
+  const { id, patch, updatedAt } = u.payload
+  if (!isMemoryId(id) || !isRec(patch) || !isTimestamp(updatedAt)) return undefined
+  // Schema.partial: a key absent stays absent, a key present (even as undefined) is kept, in the schema's order.
+  const out: { -readonly [K in keyof Patch]: Patch[K] } = {}
+  let keys = 0
+  if (has(patch, "content")) {
+    const v = patch.content
+    if (v !== undefined && !isContent(v)) return undefined
+    out.content = v
+    keys++
+  }
+  if (has(patch, "category")) {
+    const v = patch.category
+    if (v !== undefined && !isCategory(v)) return undefined
+    out.category = v
+    keys++
+  }
+  if (has(patch, "tags")) {
+    const v = patch.tags === undefined ? undefined : labels(patch.tags)
+    if (v === undefined && patch.tags !== undefined) return undefined
+    out.tags = v
+    keys++
+  }
+  if (has(patch, "keywords")) {
+    const v = patch.keywords === undefined ? undefined : labels(patch.keywords)
+    if (v === undefined && patch.keywords !== undefined) return undefined
+    out.keywords = v
+    keys++
+  }
+  if (has(patch, "importance")) {
+    const v = patch.importance
+    if (v !== undefined && !isImportance(v)) return undefined
+    out.importance = v
+    keys++
+  }
+  if (has(patch, "sensitive")) {
+    const v = patch.sensitive
+    if (v !== undefined && typeof v !== "boolean") return undefined
+    out.sensitive = v
+    keys++
+  }
+  if (keys === 0) return undefined
+  return { ...base, type: "memory.updated", version: 1, payload: { id, patch: out, updatedAt } }
+}
+
+function fastDeleted(u: unknown): MemoryDeleted | undefined {
+  if (!isRec(u) || u.type !== "memory.deleted" || u.version !== 1 || !isRec(u.payload)) return undefined
+  const base = fastBase(u)
+  if (base === undefined) return undefined
+  const { id, deletedAt } = u.payload
+  if (!isMemoryId(id) || !isTimestamp(deletedAt)) return undefined
+  return { ...base, type: "memory.deleted", version: 1, payload: { id, deletedAt } }
+}
+
+function fastEnvelope(u: unknown): Envelope | undefined {
+  // `payload` is Schema.Unknown: a missing key would decode as undefined; leave that odd case to the schema.
+  if (!isRec(u) || !has(u, "payload")) return undefined
+  const { id, type, version, payload, hlc, clientId } = u
+  if (!isStr(id) || !EVENT_ID_RE.test(id) || !isStr(type) || type.length < 1 || type.length > 64) return undefined
+  if (typeof version !== "number" || !Number.isSafeInteger(version) || version < 1) return undefined
+  if (!isStr(hlc) || !isStr(clientId) || !CLIENT_ID_RE.test(clientId)) return undefined
+  // The envelope filter: the stamp must parse and carry the envelope's client id.
+  if (decodeHlc(hlc)?.clientId !== clientId) return undefined
+  return { id, type, version, payload, hlc, clientId }
 }

@@ -47,19 +47,40 @@ export const COLUMNS: Record<RegisterName, string> = {
 export const make = Effect.gen(function* () {
   const database = yield* Database
   const upserts = new Map<string, Sqlite.Statement>()
-  const upsertFor = (db: Sqlite.Database, table: string): Sqlite.Statement => {
-    let stmt = upserts.get(table)
+  const upsertFor = (db: Sqlite.Database, table: string, rows: number): Sqlite.Statement => {
+    const key = `${table}\u0000${rows}`
+    let stmt = upserts.get(key)
     if (stmt === undefined) {
-      stmt = db.prepare(upsertSql(table))
-      upserts.set(table, stmt)
+      stmt = db.prepare(upsertRowsSql(table, rows))
+      upserts.set(key, stmt)
     }
     return stmt
+  }
+  const lookups = new Map<string, { readonly hasFts: boolean; readonly rownum: Sqlite.Statement }>()
+  const lookupFor = (db: Sqlite.Database, table: string) => {
+    let l = lookups.get(table)
+    if (l === undefined) {
+      // Only the main `memories` table carries the FTS triggers (a rebuild drops them while it runs).
+      const hasFts = table === "memories"
+      l = { hasFts, rownum: db.prepare(`SELECT rownum FROM ${table} WHERE id = ?`).pluck() }
+      lookups.set(table, l)
+    }
+    return l
   }
 
   const applyStates = (states: Iterable<MemoryState>, table = "memories") =>
     database.raw((db) => {
-      const stmt = upsertFor(db, table)
-      for (const s of states) stmt.run(stateParams(s))
+      const l = lookupFor(db, table)
+      const ftsLive = l.hasFts && db.prepare(FTS_TRIGGER_COUNT).pluck().get() !== 0
+      const rows = ftsLive ? inRownumOrder(Array.from(states), l.rownum) : Array.from(states)
+      let i = 0
+      for (const size of CHUNKS) {
+        for (; rows.length - i >= size; i += size) {
+          const params: Array<string | number | null> = []
+          for (let k = i; k < i + size; k++) pushStateRow(params, rows[k]!)
+          upsertFor(db, table, size).run(params)
+        }
+      }
     })
 
   const apply = (events: ReadonlyArray<Envelope>, table = "memories") =>
@@ -122,6 +143,26 @@ export const upsertSql = (table: string): string => {
   return `INSERT INTO ${table} (${names.join(", ")}) VALUES (${names.map((n) => `@${n}`).join(", ")})
     ON CONFLICT(id) DO UPDATE SET ${sets.join(",\n")}`
 }
+
+/**
+ * `upsertSql` for `rows` rows in one statement, with positional parameters in `VIEW_COLUMNS` order. Row by row it
+ * does exactly what `rows` single-row upserts would (SQLite applies a multi-row upsert one row at a time, in order).
+ */
+export const upsertRowsSql = (table: string, rows: number): string => {
+  const one = `(${VIEW_COLUMNS.map(() => "?").join(", ")})`
+  const single = upsertSql(table)
+  const at = single.indexOf(" VALUES (")
+  const end = single.indexOf(")", at + 9)
+  return `${single.slice(0, at)} VALUES ${Array.from({ length: rows }, () => one).join(", ")}${single.slice(end + 1)}`
+}
+
+/** The columns of a view row, in the order `upsertRowsSql` binds them. */
+export const VIEW_COLUMNS: ReadonlyArray<string> = [
+  "id",
+  "created",
+  "deleted",
+  ...REGISTERS.flatMap((r) => [COLUMNS[r], `${COLUMNS[r]}_key`])
+]
 
 /** The named parameters of one state's upsert. */
 export const stateParams = (s: MemoryState): Record<string, string | number | null> => {
@@ -193,4 +234,43 @@ const toColumn = (v: unknown): string | number | null => {
   if (typeof v === "string" || typeof v === "number") return v
   if (typeof v === "boolean") return v ? 1 : 0
   return JSON.stringify(v)
+}
+
+/**
+ * Why batches are applied in statements of many rows, in rownum order (measured, see bench/README.md): FTS5 flushes
+ * its pending index data to a new segment at every statement savepoint, and also whenever a write goes to a rowid
+ * below the previous one. One single-row upsert per memory therefore wrote one FTS segment per row (plus the merges
+ * that follow). Multi-row statements flush once per statement; updating existing rows in ascending rownum order,
+ * then inserting the new ones (whose rownums come after), keeps the rowids increasing within a statement.
+ * Neither changes the result: each row's upsert depends only on its own row, and new rows get the same rownums.
+ */
+const CHUNKS = [500, 100, 20, 1]
+
+const FTS_TRIGGER_COUNT = `SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'memories'
+  AND name LIKE 'memories_fts_%'`
+
+/** Existing memories in ascending rownum order, then new ones in their original order. */
+const inRownumOrder = (states: Array<MemoryState>, rownum: Sqlite.Statement): Array<MemoryState> => {
+  const existing: Array<{ readonly n: number; readonly s: MemoryState }> = []
+  const fresh: Array<MemoryState> = []
+  for (const s of states) {
+    const n: unknown = rownum.get(s.id)
+    if (typeof n === "number") existing.push({ n, s })
+    else fresh.push(s)
+  }
+  existing.sort((a, b) => a.n - b.n)
+  const out: Array<MemoryState> = []
+  for (const e of existing) out.push(e.s)
+  for (const s of fresh) out.push(s)
+  return out
+}
+
+/** Append one state's row in `VIEW_COLUMNS` order (same values as `stateParams`). */
+const pushStateRow = (out: Array<string | number | null>, s: MemoryState): void => {
+  out.push(s.id, s.created ? 1 : 0, s.deleted ? 1 : 0)
+  for (const r of REGISTERS) {
+    const reg = s[r]
+    if (reg === undefined) out.push(null, null)
+    else out.push(toColumn(reg.value), reg.key)
+  }
 }
