@@ -8,7 +8,7 @@
  * - AuthError: the schedule stops at once; the engine parks instead (see SyncEngine), so a refused credential costs
  *   one request per episode, not a retry storm.
  */
-import { Duration, Effect, Random, Schedule } from "effect"
+import { Context, Duration, Effect, Layer, Random, Schedule } from "effect"
 import type { SyncError } from "./Errors.js"
 
 /** Backoff parameters. */
@@ -68,3 +68,18 @@ export const retry = <E extends StepError>(
       })
     )
   )
+
+/** The retry policy as a service, so the engine takes it from context (a simulation can substitute a wrong one). */
+export interface RetryPolicyService {
+  /** The retry schedule for one run of a sync step (see `retry`). */
+  readonly retry: <E extends StepError>(
+    b: Backoff,
+    onRetry?: (error: E, delayMs: number) => Effect.Effect<void>
+  ) => Schedule.Schedule<[E, number], E>
+}
+
+/** The retry policy tag. */
+export class RetryPolicy extends Context.Tag("memsync/RetryPolicy")<RetryPolicy, RetryPolicyService>() {}
+
+/** The policy described above (`retry`). */
+export const layer: Layer.Layer<RetryPolicy> = Layer.succeed(RetryPolicy, { retry })

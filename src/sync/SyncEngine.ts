@@ -86,11 +86,8 @@ export const make = (config: Config) =>
     const materializer = yield* Materializer
     const store = yield* MemoryStore
     const transport = yield* Transport
-    const ledger = yield* Ledger.make.pipe(
-      Effect.provideService(Database, database),
-      Effect.provideService(Materializer, materializer),
-      Effect.provideService(MemoryStore, store)
-    )
+    const ledger = yield* Ledger.Ledger
+    const policy = yield* Policy.RetryPolicy
 
     const credentials = yield* SubscriptionRef.make(Option.fromNullable(config.token))
     const refused = yield* SubscriptionRef.make(Option.none<string>())
@@ -148,7 +145,7 @@ export const make = (config: Config) =>
           yield* settle
           yield* Effect.logDebug(`${name}: ${error._tag}: ${error.message}; retrying in ${delayMs} ms`)
         })
-      const attempt = step.pipe(Effect.retry(Policy.retry(backoff, onRetry)))
+      const attempt = step.pipe(Effect.retry(policy.retry(backoff, onRetry)))
       const body: Effect.Effect<void> = Effect.gen(function* () {
         const exit = yield* Effect.either(attempt)
         if (exit._tag === "Right") {
@@ -322,8 +319,15 @@ export const make = (config: Config) =>
     return engine
   })
 
-/** The engine over the store (and a `Transport`) in context. */
-export const layer = (config: Config) => Layer.scoped(SyncEngine, make(config))
+/**
+ * The engine over the store, a `Transport`, a `Ledger` and a `RetryPolicy` in context. Simulations use it to run the
+ * engine with a substituted ledger or policy; everything else uses `layer`.
+ */
+export const layerWithoutDefaults = (config: Config) => Layer.scoped(SyncEngine, make(config))
+
+/** The engine over the store (and a `Transport`) in context, with the default ledger and retry policy. */
+export const layer = (config: Config) =>
+  layerWithoutDefaults(config).pipe(Layer.provide(Layer.merge(Ledger.layer, Policy.layer)))
 
 /** While parked, probe the refused token every `slowMs`; unpark when the server accepts it. */
 const prober = (
