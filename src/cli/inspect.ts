@@ -249,7 +249,7 @@ const importCommand = Command.make(
       const options = {
         allowRedacted: a.allowRedacted,
         onProgress: progressReporter("import", { quiet: a.quiet }),
-        onInvalid: (i: Transfer.InvalidLine) => Console.error(`memsync: ${a.file}:${i.line}: ${i.message}`)
+        onInvalid: (i: Transfer.InvalidLine) => warn(`${a.file}:${i.line}: ${i.message}`)
       }
       const report = yield* Option.match(a.space, {
         onNone: () =>
@@ -276,9 +276,7 @@ const importCommand = Command.make(
               `(${summary.duplicates} already held, ${summary.invalidCount} invalid lines skipped)`
           )
       if (report.header?.events !== undefined && report.events + report.invalidCount < report.header.events) {
-        yield* Console.error(
-          `memsync: the export header announces ${report.header.events} events; the file holds fewer (truncated?)`
-        )
+        yield* warn(`the export header announces ${report.header.events} events; the file holds fewer (truncated?)`)
       }
       if (report.invalidCount > 0) return yield* new InvalidLines({ path: a.file, count: report.invalidCount })
     }).pipe(asUsage)
@@ -288,6 +286,12 @@ const importCommand = Command.make(
 export const inspectCommands = [log, replay, blame, explain, diff, exportCommand, importCommand] as const
 
 // ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * A warning line on stderr. Not `Console.error`: bin.ts silences it around the CLI run (to drop @effect/cli's own
+ * copy of parse errors), and these lines must reach the user while the command runs.
+ */
+const warn = (line: string) => Effect.sync(() => void process.stderr.write(`memsync: ${line}\n`))
 
 /** Run a command body over the source in `--db` (and `--space`), with the tools' errors as usage errors. */
 const withSource =

@@ -63,8 +63,9 @@ export interface ExportSummary {
 export const exportTo = Effect.fn("Transfer.exportTo")(function* (sink: Lines.Sink, options: ExportOptions = {}) {
   const source = yield* EventSource
   const pageSize = options.pageSize ?? 5_000
-  const redact = options.includeSensitive !== true
-  const sensitive = redact ? yield* sensitiveMemories : new Set<string>()
+  const sensitive = options.includeSensitive === true ? new Set<string>() : yield* sensitiveMemories
+  // Nothing to hide is a complete export: say "redacted" only when some content is replaced.
+  const redact = sensitive.size > 0
   const total = yield* source.count()
   const events = yield* source.count({ inSet: true })
   const now = yield* Clock.currentTimeMillis
