@@ -15,7 +15,7 @@ import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Effect, Either, Layer, Context } from "effect"
 import { spawn } from "node:child_process"
-import { mkdirSync } from "node:fs"
+import { mkdirSync, readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import type { Envelope } from "../src/domain/Events.js"
@@ -83,9 +83,15 @@ const run = async (dir: string, count: number): Promise<ReadonlyArray<Row>> => {
   removeDb(serverFile)
   const server = await startServer(serverFile)
   try {
-    const { pushRate, pullRate, pulled } = await Effect.runPromise(overHttp(server.url, events))
+    const { pushRate, pullRate, pulled, cpu } = await Effect.runPromise(overHttp(server.url, events, server.cpuMs))
     if (pulled !== count) throw new Error(`pulled ${pulled} events, pushed ${count}`)
     progress(`HTTP push: ${fmt(pushRate)} events/s; HTTP pull: ${fmt(pullRate)} events/s`)
+    // CPU per event, by process: on a shared machine wall-clock rates swing with the load, CPU time much less.
+    const perEvent = (ms: number | undefined) => (ms === undefined ? "?" : ((ms * 1000) / count).toFixed(1))
+    progress(
+      `CPU µs/event — push: server ${perEvent(cpu.pushServer)}, clients ${perEvent(cpu.pushClient)}; ` +
+        `pull: server ${perEvent(cpu.pullServer)}, client ${perEvent(cpu.pullClient)}`
+    )
     const rows: Array<Row> = [
       row("push (HTTP, 4 clients)", pushRate, rawInsert, PUSH_TARGET),
       row("pull catch-up (HTTP)", pullRate, rawRead, PULL_TARGET),
@@ -175,8 +181,14 @@ const inProcessPush = (file: string, events: ReadonlyArray<Envelope>) => {
   }).pipe(Effect.scoped, Effect.runPromise)
 }
 
-const overHttp = (url: string, events: ReadonlyArray<Envelope>) =>
+const overHttp = (url: string, events: ReadonlyArray<Envelope>, serverCpuMs: () => number | undefined) =>
   Effect.gen(function* () {
+    const clientCpuMs = () => {
+      const u = process.cpuUsage()
+      return (u.user + u.system) / 1000
+    }
+    const delta = (a: number | undefined, b: number | undefined) =>
+      a === undefined || b === undefined ? undefined : b - a
     const makeClient = HttpApiClient.make(SyncApi, {
       baseUrl: url,
       transformClient: HttpClient.mapRequest(HttpClientRequest.bearerToken(TOKEN))
@@ -191,12 +203,16 @@ const overHttp = (url: string, events: ReadonlyArray<Envelope>) =>
           if (refused !== undefined) return yield* Effect.dieMessage(`push refused: ${JSON.stringify(refused)}`)
         }
       })
+    const s0 = serverCpuMs()
+    const c0 = clientCpuMs()
     let started = performance.now()
     yield* Effect.all(
       Array.from({ length: CLIENTS }, (_, c) => pushOne(events.slice(c * share, (c + 1) * share))),
       { concurrency: "unbounded" }
     )
     const pushRate = events.length / ((performance.now() - started) / 1000)
+    const s1 = serverCpuMs()
+    const c1 = clientCpuMs()
 
     const client = yield* makeClient
     started = performance.now()
@@ -209,41 +225,64 @@ const overHttp = (url: string, events: ReadonlyArray<Envelope>) =>
       after = page.events[page.events.length - 1]!.seq
     }
     const pullRate = pulled / ((performance.now() - started) / 1000)
-    return { pushRate, pullRate, pulled }
+    const cpu = {
+      pushServer: delta(s0, s1),
+      pushClient: c1 - c0,
+      pullServer: delta(s1, serverCpuMs()),
+      pullClient: clientCpuMs() - c1
+    }
+    return { pushRate, pullRate, pulled, cpu }
   }).pipe(Effect.provide(NodeHttpClient.layerUndici))
 
 /** Start `memsync serve` on a free loopback port; resolves with its URL once it prints it. */
 const startServer = (file: string) =>
-  new Promise<{ url: string; stop: () => Promise<number | null> }>((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [BIN, "serve", "--port", "0", "--db", file, "--token", `${TOKEN}=bench`, "--rate-limit", "0"],
-      { stdio: ["ignore", "pipe", "inherit"] }
-    )
-    let out = ""
-    let resolved = false
-    const exited = new Promise<number | null>((done) => child.on("exit", (code) => done(code)))
-    // Request logs keep coming on stdout: keep reading (a full pipe would stall the server), keep only the start.
-    child.stdout.setEncoding("utf8")
-    child.stdout.on("data", (chunk: string) => {
-      if (resolved) return
-      out += chunk
-      const m = /listening on (http:\/\/\S+)/.exec(out)
-      if (m !== null) {
-        resolved = true
-        resolve({
-          url: m[1]!,
-          stop: () => {
-            child.kill("SIGTERM")
-            return exited
-          }
-        })
-      }
-    })
-    child.on("exit", (code) => {
-      if (!resolved) reject(new Error(`memsync serve exited with ${code} before listening: ${out}`))
-    })
-  })
+  new Promise<{ url: string; stop: () => Promise<number | null>; cpuMs: () => number | undefined }>(
+    (resolve, reject) => {
+      const child = spawn(
+        process.execPath,
+        [BIN, "serve", "--port", "0", "--db", file, "--token", `${TOKEN}=bench`, "--rate-limit", "0"],
+        { stdio: ["ignore", "pipe", "inherit"] }
+      )
+      let out = ""
+      let resolved = false
+      const exited = new Promise<number | null>((done) => child.on("exit", (code) => done(code)))
+      // Request logs keep coming on stdout: keep reading (a full pipe would stall the server), keep only the start.
+      child.stdout.setEncoding("utf8")
+      child.stdout.on("data", (chunk: string) => {
+        if (resolved) return
+        out += chunk
+        const m = /listening on (http:\/\/\S+)/.exec(out)
+        if (m !== null) {
+          resolved = true
+          resolve({
+            url: m[1]!,
+            cpuMs: () => processCpuMs(child.pid),
+            stop: () => {
+              child.kill("SIGTERM")
+              return exited
+            }
+          })
+        }
+      })
+      child.on("exit", (code) => {
+        if (!resolved) reject(new Error(`memsync serve exited with ${code} before listening: ${out}`))
+      })
+    }
+  )
+
+/** User + system CPU time of a process in ms, from /proc (Linux); undefined elsewhere. */
+const processCpuMs = (pid: number | undefined): number | undefined => {
+  if (pid === undefined) return undefined
+  try {
+    // Fields 14 and 15 (utime, stime) in clock ticks, counted after the ")" that ends the command name.
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS
+  } catch {
+    return undefined
+  }
+}
+
+const CLOCK_TICKS = 100
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const at = process.argv.indexOf("--scale")

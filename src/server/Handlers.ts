@@ -24,7 +24,6 @@ import {
   CurrentSpace,
   PayloadTooLarge,
   PushRequest,
-  type PullResponse,
   type PushResponse,
   type ServerError,
   SyncApi
@@ -84,14 +83,16 @@ export const layerSync = (limits: HttpLimits = DEFAULT_HTTP_LIMITS) =>
             const text = yield* readBody(request, limits.maxBodyBytes)
             const body = yield* parsePushBody(text)
             const response = yield* log.push(space, body.events).pipe(Effect.tapErrorTag("ServerError", logServerError))
-            return trustedJson<PushResponse>(response)
+            return trustedJson(response)
           })
         )
         .handle("pull", ({ urlParams }) =>
           Effect.flatMap(CurrentSpace, ({ space }) =>
-            log
-              .pull(space, urlParams.after, urlParams.limit)
-              .pipe(Effect.tapError(logServerError), Effect.map(trustedJson<PullResponse>))
+            log.pullJson(space, urlParams.after, urlParams.limit).pipe(
+              Effect.tapError(logServerError),
+              // Already the JSON of a PullResponse (see ServerLog.pullJson): sent as is.
+              Effect.map((json) => HttpServerResponse.text(json, { contentType: "application/json" }))
+            )
           )
         )
         .handle("head", () =>
@@ -147,12 +148,10 @@ export const requestLogger = (app: HttpApp.Default): HttpApp.Default =>
 // ---------------------------------------------------------------------------------------------------------------
 
 /**
- * Serialize a success value without running it through its Schema's encoder. Only for `PushResponse` and
- * `PullResponse` built by ServerLog: their encoded form equals their type (no transformations; event fields come from
- * rows that passed admission), so the encoder would only re-validate every event on the hot paths (measured: it
- * costs more than reading the page from SQLite).
+ * Serialize a push answer without running it through its Schema's encoder: ServerLog builds it, and its encoded form
+ * equals its type (no transformations), so the encoder would only re-validate it on the hot path.
  */
-const trustedJson = <A extends PushResponse | PullResponse>(value: A) => HttpServerResponse.unsafeJson(value)
+const trustedJson = (value: PushResponse) => HttpServerResponse.unsafeJson(value)
 
 const setHeader = (name: string, value: string) =>
   HttpApp.appendPreResponseHandler((_request, response) =>

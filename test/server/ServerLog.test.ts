@@ -68,6 +68,24 @@ describe("ServerLog", () => {
     })
   )
 
+  it.scoped("pullJson is exactly the JSON of the page pull returns", () =>
+    Effect.gen(function* () {
+      yield* TestClock.setTime(NOW)
+      const log = yield* build(ServerLog.layerMemory())
+      const odd = { ...makeEvent(99), type: "x.odd", payload: { 'quote"d': ["é", 1.5, null, { z: 1, a: "\n" }] } }
+      yield* log.push("s", [...makeEvents(5), odd])
+      for (const [after, limit] of [
+        [0, 100],
+        [0, 2],
+        [4, 10],
+        [6, 10]
+      ] as const) {
+        const text = yield* log.pullJson("s", after, limit)
+        assert.strictEqual(text, ServerLog.encodePage(yield* log.pull("s", after, limit)))
+      }
+    })
+  )
+
   it.scoped("pull clamps its arguments and batches over maxBatch fail as a whole", () =>
     Effect.gen(function* () {
       yield* TestClock.setTime(NOW)
