@@ -8,8 +8,9 @@
  * - push drains the outbox oldest first, one batch at a time; a batch's results are recorded before the next is
  *   read, so a replica's events reach the server in the order they were written.
  * - pull applies each page together with its cursor in one transaction (Ledger.applyPull).
- * - resync: on a changed epoch or a digest mismatch, re-pull from 0, re-push what the server lacks, rebuild the view
- *   and compare again.
+ * - resync: on a changed epoch, a server log shorter than the pull cursor (a restored backup), or a digest mismatch,
+ *   re-pull from 0, re-push what the server lacks, rebuild the view and compare again. The comparison is made right
+ *   after catching up; a server that moved on since the pull is caught up with again before anything is concluded.
  */
 import { Clock, Effect, Option, SubscriptionRef } from "effect"
 import { Database } from "../store/Database.js"
@@ -122,13 +123,31 @@ export const make = (deps: Deps) => {
 
   const pull = deps.pullLock.withPermits(1)(pullUnlocked)
 
-  /** Compare (head, digest, epoch) with the server; true when they agree with what this replica holds. */
+  /** Compare (head, digest, epoch) with the server; `agree` when they match what this replica holds. */
   const inAgreement = Effect.gen(function* () {
     const head = yield* request((t) => transport.head(t))
     const epoch = yield* ledger.get("epoch")
+    const cursor = yield* ledger.cursor
     const mine = yield* ledger.confirmed(head.head)
-    const agree = epoch === head.epoch && mine.count === head.head && mine.digest === head.digest
-    return { head, epoch, agree }
+    // A cursor past the server's head means the server lost events this replica pulled from it (a server restored
+    // from a backup keeps its epoch): the digest of the shorter prefix can still match, but that is no agreement.
+    const agree = epoch === head.epoch && cursor <= head.head && mine.count === head.head && mine.digest === head.digest
+    // The server got events after our pull (another replica pushed): not evidence of disagreement yet.
+    const moved = epoch === head.epoch && cursor < head.head
+    return { head, epoch, cursor, agree, moved }
+  })
+
+  /**
+   * Catch up, then compare. When the server moved on in between, catch up and compare again (a few times) before
+   * concluding: a push landing between our pull and our head check is the normal life of a shared space, and
+   * treating it as disagreement would re-pull the whole log and rebuild the view for nothing.
+   */
+  const caughtUpAgreement = Effect.gen(function* () {
+    for (let attempt = 1; ; attempt++) {
+      yield* pullUnlocked
+      const state = yield* inAgreement
+      if (state.agree || !state.moved || attempt >= AGREEMENT_ATTEMPTS) return state
+    }
   })
 
   /**
@@ -137,16 +156,19 @@ export const make = (deps: Deps) => {
    */
   const resync: Effect.Effect<boolean, SyncError | StorageError> = deps.pullLock.withPermits(1)(
     Effect.gen(function* () {
-      yield* pullUnlocked
-      const first = yield* inAgreement
+      const first = yield* caughtUpAgreement
       if (first.agree) return false
       if (first.epoch === undefined) {
         yield* ledger.set("epoch", first.head.epoch)
-        const again = yield* inAgreement
+        const again = yield* caughtUpAgreement
         if (again.agree) return false
       }
       if (first.epoch !== undefined && first.epoch !== first.head.epoch) {
         yield* Effect.logWarning("the server's epoch changed: its log was replaced; resyncing from scratch")
+      } else if (first.cursor > first.head.head) {
+        yield* Effect.logWarning(
+          "the server holds fewer events than this replica pulled from it (restored from a backup?); resyncing"
+        )
       } else {
         yield* Effect.logWarning("this replica and the server disagree on the log; resyncing")
       }
@@ -169,6 +191,9 @@ export const make = (deps: Deps) => {
 
   return { request, push, pull, resync, inAgreement }
 }
+
+/** How many times resync catches up with a server that keeps moving before it compares for good. */
+const AGREEMENT_ATTEMPTS = 3
 
 /** The steps. */
 export type Steps = ReturnType<typeof make>
