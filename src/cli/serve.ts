@@ -70,12 +70,13 @@ const serve = Command.make(
       }).pipe(Layer.mapError((e) => new ServeFailed({ message: startFailure(e) })))
       yield* Effect.gen(function* () {
         const url = yield* Server.currentUrl
-        yield* Console.log(`memsync server listening on ${url}`)
         if (generated !== undefined) {
           yield* Console.log(`no token configured: generated one for space "default" (shown once): ${generated}`)
         } else {
           yield* Console.log(`${tokens.length} token(s) configured`)
         }
+        // Last: whoever waits for this line (a script, a test) has everything printed before it.
+        yield* Console.log(`memsync server listening on ${url}`)
         yield* Effect.addFinalizer(() => Console.log("memsync server stopped"))
         return yield* Effect.never
       }).pipe(Effect.scoped, Effect.provide(layer))
