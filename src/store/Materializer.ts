@@ -56,13 +56,15 @@ export const make = Effect.gen(function* () {
     }
     return stmt
   }
-  const lookups = new Map<string, { readonly hasFts: boolean; readonly rownum: Sqlite.Statement }>()
+  const lookups = new Map<string, { readonly triggers: Sqlite.Statement; readonly rownum: Sqlite.Statement }>()
   const lookupFor = (db: Sqlite.Database, table: string) => {
     let l = lookups.get(table)
     if (l === undefined) {
-      // Only the main `memories` table carries the FTS triggers (a rebuild drops them while it runs).
-      const hasFts = table === "memories"
-      l = { hasFts, rownum: db.prepare(`SELECT rownum FROM ${table} WHERE id = ?`).pluck() }
+      // SQLite re-prepares these by itself after a schema change (a rebuild drops and recreates the triggers).
+      l = {
+        triggers: db.prepare(FTS_TRIGGER_COUNT).pluck(),
+        rownum: db.prepare(`SELECT rownum FROM ${table} WHERE id = ?`).pluck()
+      }
       lookups.set(table, l)
     }
     return l
@@ -70,9 +72,14 @@ export const make = Effect.gen(function* () {
 
   const applyStates = (states: Iterable<MemoryState>, table = "memories") =>
     database.raw((db) => {
-      const l = lookupFor(db, table)
-      const ftsLive = l.hasFts && db.prepare(FTS_TRIGGER_COUNT).pluck().get() !== 0
-      const rows = ftsLive ? inRownumOrder(Array.from(states), l.rownum) : Array.from(states)
+      const all = Array.from(states)
+      // Only the main `memories` table carries the FTS triggers (a rebuild drops them while it runs); the order of
+      // a single row does not matter (the interactive path).
+      let rows = all
+      if (all.length > 1 && table === "memories") {
+        const l = lookupFor(db, table)
+        if (l.triggers.get() !== 0) rows = inRownumOrder(all, l.rownum)
+      }
       let i = 0
       for (const size of CHUNKS) {
         for (; rows.length - i >= size; i += size) {
