@@ -7,12 +7,11 @@
  * this build does not know, and known kinds whose payload does not decode, are shown and skipped by the fold.
  */
 import { Effect } from "effect"
-import { memoryIdOf, orderKey, type MemoryEvent } from "../domain/Events.js"
+import { classify, memoryIdOf, orderKey, type MemoryEvent } from "../domain/Events.js"
 import { fold, fromEvent, isVisible, REGISTERS, type MemoryState, type RegisterName } from "../domain/Fold.js"
 import type { StoredEvent } from "../store/EventLog.js"
 import { EventNotFound, MemoryUnknown } from "./Errors.js"
 import { EventSource, type Entry, type SyncState } from "./EventSource.js"
-import { classifyFast } from "./Rows.js"
 
 /** An event, named by what a reader needs to find it. */
 export interface EventRef {
@@ -153,7 +152,7 @@ const analyze = (memoryId: string, entries: ReadonlyArray<Entry>) => {
       skipped.push(why)
       continue
     }
-    const c = classifyFast(entry.event)
+    const c = classify(entry.event)
     if (c._tag !== "Known") continue
     byKey.set(orderKey(c.event), { entry, event: c.event, state: fromEvent(c.event) })
   }
@@ -183,7 +182,7 @@ const skippedOf = (entry: Entry): { skipped?: Skipped } => {
     const { reason, message } = entry.sync
     return { skipped: { ...ref, why: "dead-lettered", message: `rejected by the server: ${reason}: ${message}` } }
   }
-  const c = classifyFast(entry.event)
+  const c = classify(entry.event)
   if (c._tag === "Unknown") {
     const message = `${entry.event.type} v${entry.event.version} is not a kind this build reads (kept, not folded)`
     return { skipped: { ...ref, why: "unknown-kind", message } }

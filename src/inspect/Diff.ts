@@ -12,7 +12,7 @@
  * (read-only) connection and the two tables are merge-joined by id. Lists are capped at `limit`; counts are not.
  */
 import { Effect } from "effect"
-import { canonicalJson, orderKey } from "../domain/Events.js"
+import { canonicalJson, classify, orderKey } from "../domain/Events.js"
 import { REGISTERS, type MemoryState } from "../domain/Fold.js"
 import { rowToState } from "../store/Materializer.js"
 import { viewTableDdl } from "../store/Migrations.js"
@@ -20,7 +20,7 @@ import type { Progress } from "../store/Replay.js"
 import type { EventRef } from "./Blame.js"
 import type { EventSource, Kind } from "./EventSource.js"
 import * as InspectFold from "./Fold.js"
-import { classifyFast, toEnvelope, type LogRow } from "./Rows.js"
+import { toEnvelope, type LogRow } from "./Rows.js"
 
 /** Options of a diff. */
 export interface Options {
@@ -167,7 +167,7 @@ const capped = <A>() => {
 }
 
 /** Does this row reach its side's view: in the event set, and of a kind this build folds? */
-const reaches = (r: LogRow): boolean => !r.excluded && classifyFast(toEnvelope(r))._tag === "Known"
+const reaches = (r: LogRow): boolean => !r.excluded && classify(toEnvelope(r))._tag === "Known"
 
 const sameBody = (x: LogRow, y: LogRow): boolean => {
   if (x.type !== y.type || x.version !== y.version || x.hlc !== y.hlc || x.clientId !== y.clientId) return false

@@ -5,15 +5,15 @@
  * table with the materializer's upsert, so the table ends equal to `Fold.fold` of every event read: the join does not
  * care about page boundaries or order. Memory stays bounded by the page size.
  */
-import type Sqlite from "better-sqlite3"
 import { Effect } from "effect"
+import { classify } from "../domain/Events.js"
 import { foldInto, type MemoryState } from "../domain/Fold.js"
-import type { Database } from "../store/Database.js"
+import { Database } from "../store/Database.js"
 import { StorageError } from "../store/Errors.js"
-import { stateParams, upsertSql } from "../store/Materializer.js"
+import * as Materializer from "../store/Materializer.js"
 import type { Progress } from "../store/Replay.js"
 import type { EventSource, Filter } from "./EventSource.js"
-import { classifyFast, toEnvelope, type LogRow } from "./Rows.js"
+import { toEnvelope, type LogRow } from "./Rows.js"
 
 /** Options of a long read. */
 export interface Options {
@@ -39,7 +39,7 @@ export const foldRows = (rows: ReadonlyArray<LogRow>): Map<string, MemoryState> 
   const states = new Map<string, MemoryState>()
   for (const row of rows) {
     if (row.excluded) continue
-    const c = classifyFast(toEnvelope(row))
+    const c = classify(toEnvelope(row))
     if (c._tag === "Known") foldInto(states, c.event)
   }
   return states
@@ -77,23 +77,11 @@ export const pages = <E, R>(
     return { events, excluded }
   })
 
-/** An upserter into `table` of `database` (prepared once); joins an open transaction or makes one per call. */
-export const upserter = (database: Database, table: string) => {
-  let stmt: Sqlite.Statement | undefined
-  return (states: Iterable<MemoryState>) =>
-    database.raw((db) => {
-      const upsert = (stmt ??= db.prepare(upsertSql(table)))
-      // One statement per row outside a transaction would commit (and sync) each row.
-      const run = () => {
-        for (const s of states) upsert.run(stateParams(s))
-      }
-      if (db.inTransaction) run()
-      else db.transaction(run)()
-    })
-}
+/** The materializer over `database` (any view table of it). */
+export const materializer = (database: Database) => Materializer.make.pipe(Effect.provideService(Database, database))
 
-/** Fold the source's events that pass `filter` into `table` of `database` (which must exist). */
-export const into = (source: EventSource, database: Database, table: string, filter: Filter, options: Options = {}) => {
-  const upsert = upserter(database, table)
-  return pages(source, filter, (_rows, states) => upsert(states.values()), options)
-}
+/** Fold the source's events that pass `filter` into `table` of `database` (which must exist), a transaction a page. */
+export const into = (source: EventSource, database: Database, table: string, filter: Filter, options: Options = {}) =>
+  Effect.flatMap(materializer(database), (view) =>
+    pages(source, filter, (_rows, states) => database.transaction(view.applyStates(states.values(), table)), options)
+  )

@@ -11,7 +11,7 @@
  * the rest goes on. An id already held with a different body is reported too (a server would refuse it).
  */
 import { Clock, Effect, Predicate, Schema } from "effect"
-import { canonicalJson, formatError, isKnown, type Envelope } from "../domain/Events.js"
+import { canonicalJson, classify, decodeEnvelope, formatError, isKnown, type Envelope } from "../domain/Events.js"
 import type { Service as ServerLogService } from "../server/ServerLog.js"
 import { Database } from "../store/Database.js"
 import { StorageError } from "../store/Errors.js"
@@ -20,7 +20,7 @@ import type { Progress } from "../store/Replay.js"
 import { ImportRefused } from "./Errors.js"
 import { EventSource } from "./EventSource.js"
 import * as Lines from "./Lines.js"
-import { classifyFast, parseEnvelope, type LogRow } from "./Rows.js"
+import type { LogRow } from "./Rows.js"
 
 /** The first line of an export. */
 export const ExportHeader = Schema.Struct({
@@ -349,9 +349,9 @@ const parseLine = (text: string): Parsed => {
       ? { _tag: "Header", header: h.right }
       : { _tag: "Bad", message: `bad export header: ${formatError(h.left)}` }
   }
-  const envelope = parseEnvelope(json)
+  const envelope = decodeEnvelope(json)
   if (envelope._tag === "Left") return { _tag: "Bad", message: envelope.left }
-  const c = classifyFast(envelope.right)
+  const c = classify(envelope.right)
   if (c._tag === "Invalid") return { _tag: "Bad", message: `${envelope.right.type}: ${c.message}` }
   return { _tag: "Event", envelope: envelope.right }
 }
