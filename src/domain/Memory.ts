@@ -16,22 +16,31 @@ export const utf8Bytes = (s: string): number => encoder.encode(s).length
 /** `utf8Bytes(s) <= max`, without encoding short strings (a UTF-16 unit is at most 3 UTF-8 bytes). */
 export const fitsBytes = (s: string, max: number): boolean => s.length * 3 <= max || utf8Bytes(s) <= max
 
+/**
+ * True when a string is well-formed UTF-16 (no unpaired surrogate). SQLite stores TEXT as UTF-8 and turns an
+ * unpaired surrogate into U+FFFD, so such a string would not read back as written (and two ids could become one).
+ */
+export const isWellFormed = (s: string): boolean => !/[\uD800-\uDFFF]/u.test(s)
+
 /** A memory id: opaque, non-empty, at most 128 characters. New ids are UUIDv7. */
 export const MemoryId = Schema.String.pipe(
   Schema.minLength(1, { message: () => "memory id must not be empty" }),
-  Schema.maxLength(128, { message: () => "memory id must be at most 128 characters" })
+  Schema.maxLength(128, { message: () => "memory id must be at most 128 characters" }),
+  Schema.filter((s) => isWellFormed(s) || "memory id must not contain unpaired surrogates")
 )
 export type MemoryId = typeof MemoryId.Type
 
 /** Memory content: non-empty, at most `MAX_CONTENT_BYTES` UTF-8 bytes. */
 export const Content = Schema.String.pipe(
   Schema.filter((s) => s.trim().length > 0 || "content must not be empty"),
-  Schema.filter((s) => fitsBytes(s, MAX_CONTENT_BYTES) || `content must be at most ${MAX_CONTENT_BYTES} bytes`)
+  Schema.filter((s) => fitsBytes(s, MAX_CONTENT_BYTES) || `content must be at most ${MAX_CONTENT_BYTES} bytes`),
+  Schema.filter((s) => isWellFormed(s) || "content must not contain unpaired surrogates")
 )
 
 /** A category: free text, at most 256 characters. */
 export const Category = Schema.String.pipe(
-  Schema.maxLength(256, { message: () => "category must be at most 256 characters" })
+  Schema.maxLength(256, { message: () => "category must be at most 256 characters" }),
+  Schema.filter((s) => isWellFormed(s) || "category must not contain unpaired surrogates")
 )
 
 /** A tag or keyword: non-empty, at most 256 characters. */

@@ -158,6 +158,9 @@ const open = (config: Config): Effect.Effect<Sqlite.Database, OpenError> =>
         db.pragma("busy_timeout = 5000")
         if (!memory && config.readonly !== true) db.pragma("journal_mode = WAL")
         db.pragma(`synchronous = ${config.synchronous ?? "NORMAL"}`)
+        // `INSERT OR REPLACE` deletes the row it replaces, and SQLite fires DELETE triggers for that only with
+        // recursive triggers on: without this, REPLACE would rewrite an event past the append-only triggers.
+        db.pragma("recursive_triggers = ON")
       },
       catch: (cause) => {
         db.close()
