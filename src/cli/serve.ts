@@ -77,9 +77,9 @@ const serve = Command.make(
         }
         // Last: whoever waits for this line (a script, a test) has everything printed before it.
         yield* Console.log(`memsync server listening on ${url}`)
-        yield* Effect.addFinalizer(() => Console.log("memsync server stopped"))
         return yield* Effect.never
-      }).pipe(Effect.scoped, Effect.provide(layer))
+        // After the layer is released: requests drained, database closed.
+      }).pipe(Effect.provide(layer), Effect.ensuring(Console.log("memsync server stopped")))
     })
 ).pipe(Command.withDescription("run the sync server (prints the URL it listens on)"))
 

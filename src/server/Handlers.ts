@@ -16,7 +16,7 @@
  * - 404: unknown routes answer JSON `{ _tag: "NotFound", message }` instead of an empty body.
  */
 import { HttpApiBuilder, HttpApp, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Cause, Clock, Context, Effect, Exit, Layer, Option, Schema, Stream } from "effect"
+import { Cause, Clock, Context, Effect, Exit, Layer, Option, Ref, Schema, Stream } from "effect"
 import { formatError } from "../domain/Events.js"
 import {
   Authentication,
@@ -40,6 +40,12 @@ export interface HttpLimits {
 
 /** Default HTTP limits. */
 export const DEFAULT_HTTP_LIMITS: HttpLimits = { maxBodyBytes: 1024 * 1024 }
+
+/**
+ * Set while the server drains before shutting down (see Server.ts): every response then carries `Connection: close`,
+ * so a keep-alive client does not send its next request on a connection the server is about to drop.
+ */
+export class Draining extends Context.Tag("memsync/server/Draining")<Draining, Ref.Ref<boolean>>() {}
 
 /** What the request logger learns about a request from inside it (the space, once authenticated). */
 export class RequestInfo extends Context.Tag("memsync/server/RequestInfo")<
@@ -123,13 +129,15 @@ export const layerNotFound: Layer.Layer<never> = HttpApiBuilder.middleware((app)
 
 /**
  * Log every request through Effect's logger: method, path (no query), status, duration and space — never the token
- * (the Authorization header is not read here).
+ * (the Authorization header is not read here). While draining, it also marks every response `Connection: close`.
  */
 export const requestLogger = (app: HttpApp.Default): HttpApp.Default =>
   Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest
     const start = yield* Clock.currentTimeNanos
     const info: Context.Tag.Service<RequestInfo> = { space: undefined }
+    const draining = yield* Effect.serviceOption(Draining)
+    if (Option.isSome(draining) && (yield* Ref.get(draining.value))) yield* setHeader("connection", "close")
     const exit = yield* Effect.exit(Effect.provideService(app, RequestInfo, info))
     const end = yield* Clock.currentTimeNanos
     const status = Exit.isSuccess(exit) ? exit.value.status : Cause.isInterruptedOnly(exit.cause) ? 499 : 500

@@ -9,8 +9,8 @@
  */
 import { HttpApiBuilder, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
-import { createServer } from "node:http"
+import { Effect, Fiber, Layer, Option, Ref, Schedule } from "effect"
+import { createServer, type Server as NodeServer } from "node:http"
 import { OPENAPI_PATH, SyncApi } from "../sync/Protocol.js"
 import * as Auth from "./Auth.js"
 import * as Handlers from "./Handlers.js"
@@ -65,12 +65,33 @@ export const layerServices = (config: Omit<Config, "host" | "port">) => {
   )
 }
 
-/** A complete Node server listening on `host:port`; it also provides `HttpServer` (for its address) and the log. */
+/** How long a shutdown waits for in-flight requests before dropping the remaining connections. */
+export const DRAIN_TIMEOUT_MS = 10_000
+
+/**
+ * A complete Node server listening on `host:port`; it also provides `HttpServer` (for its address) and the log.
+ *
+ * Closing it drains first: stop accepting connections, answer the requests in flight (and any that arrive on open
+ * keep-alive connections, marked `Connection: close`), close idle connections as they free up, and after
+ * `DRAIN_TIMEOUT_MS` drop what is left. Only then does the app detach from the server and the database close.
+ * (Without this, the platform detaches the request handler before closing the server, so a request arriving on a
+ * keep-alive connection during shutdown would never be answered and the server would never finish closing.)
+ */
 export const layer = (config: Config) =>
-  layerApp(config.limits ?? {}).pipe(
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { host: config.host, port: config.port })),
-    // Built first, released last: the database outlives every request.
-    Layer.provideMerge(layerServices(config))
+  Layer.unwrapEffect(
+    Effect.gen(function* () {
+      const server = createServer()
+      const draining = yield* Ref.make(false)
+      const app = layerApp(config.limits ?? {}).pipe(
+        Layer.provide(Layer.succeed(Handlers.Draining, draining)),
+        Layer.provideMerge(NodeHttpServer.layer(() => server, { host: config.host, port: config.port })),
+        // Built first, released last: the database outlives every request.
+        Layer.provideMerge(layerServices(config))
+      )
+      // Built last, so released first: the drain runs while the app still answers requests.
+      const drain = Layer.scopedDiscard(Effect.addFinalizer(() => drainServer(server, draining)))
+      return drain.pipe(Layer.provideMerge(app))
+    })
   )
 
 /** The default per-token rate limit. */
@@ -78,6 +99,33 @@ export const DEFAULT_RATE_LIMIT = RateLimit.DEFAULT_CONFIG
 
 /** The URL a running server answers on. */
 export const url = (server: HttpServer.HttpServer): string => HttpServer.formatAddress(server.address)
+
+/** Stop accepting, let in-flight requests finish (bounded by DRAIN_TIMEOUT_MS), then drop what remains. */
+const drainServer = (server: NodeServer, draining: Ref.Ref<boolean>) =>
+  Effect.gen(function* () {
+    yield* Ref.set(draining, true)
+    const closed = Effect.async<void>((resume) => {
+      if (!server.listening) return resume(Effect.void)
+      server.close(() => resume(Effect.void))
+    })
+    // `close` only drops connections idle at the moment it is called; connections that finish a request later go
+    // idle too and must be dropped as well, or `close` never completes.
+    const reapIdle = Effect.sync(() => server.closeIdleConnections()).pipe(
+      Effect.repeat(Schedule.spaced("50 millis")),
+      Effect.asVoid
+    )
+    const finished = yield* Effect.raceFirst(closed, reapIdle).pipe(
+      Effect.timeout(`${DRAIN_TIMEOUT_MS} millis`),
+      Effect.option
+    )
+    if (Option.isNone(finished)) yield* Effect.sync(() => server.closeAllConnections())
+  }).pipe(
+    // A finalizer runs uninterruptibly, so the race and the timeout above could never stop their losers there. The
+    // drain runs in its own fiber, interruptible inside, and the finalizer waits for it.
+    Effect.interruptible,
+    Effect.forkDaemon,
+    Effect.flatMap(Fiber.join)
+  )
 
 /** The URL of the server in context. */
 export const currentUrl: Effect.Effect<string, never, HttpServer.HttpServer> = Effect.map(HttpServer.HttpServer, url)

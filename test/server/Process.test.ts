@@ -5,7 +5,7 @@
 import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect } from "effect"
+import { Deferred, Effect, Fiber } from "effect"
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -20,6 +20,10 @@ const BIN = join(dirname(fileURLToPath(import.meta.url)), "../../bin/memsync.js"
 interface Running {
   readonly url: string
   readonly output: () => string
+  /** Send SIGTERM. */
+  readonly terminate: Effect.Effect<void>
+  /** The exit code (null when it did not exit within 20 s). */
+  readonly exited: Effect.Effect<number | null>
   /** SIGTERM, then the exit code. */
   readonly stop: Effect.Effect<number | null>
 }
@@ -50,13 +54,17 @@ const serve = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
       Deferred.unsafeDone(listening, Effect.fail(new Error(`memsync serve exited (${code}): ${out}`)))
     })
     const url = yield* Deferred.await(listening).pipe(Effect.timeout("30 seconds"))
+    const terminate = Effect.asVoid(Effect.sync(() => child.kill("SIGTERM")))
+    const exitCode = Deferred.await(exited).pipe(
+      Effect.timeout("20 seconds"),
+      Effect.orElseSucceed(() => null)
+    )
     const running: Running = {
       url,
       output: () => out,
-      stop: Effect.zipRight(
-        Effect.sync(() => child.kill("SIGTERM")),
-        Deferred.await(exited).pipe(Effect.timeout("20 seconds"), Effect.orElseSucceed(() => null))
-      )
+      terminate,
+      exited: exitCode,
+      stop: Effect.zipRight(terminate, exitCode)
     }
     return running
   })
@@ -74,7 +82,7 @@ const tempDir = Effect.acquireRelease(
 
 describe("memsync serve (a real process)", () => {
   it.live(
-    "serves the protocol, exits 0 on SIGTERM, and keeps everything across a restart",
+    "serves the protocol, drains and exits 0 on SIGTERM under load, and keeps everything across a restart",
     () =>
       Effect.gen(function* () {
         const dir = yield* tempDir
@@ -90,27 +98,55 @@ describe("memsync serve (a real process)", () => {
         const p = yield* clientFor(first.url, "cli-token-123")
         const pushed = yield* p.sync.push({ payload: { events } })
         assert.strictEqual(pushed.head, 30)
-        const before = yield* p.sync.head()
-        assert.strictEqual(before.digest, Digest.of(events.map((e) => e.id)))
+        const { epoch } = yield* p.sync.head()
         // Every token source works, each confined to its own space.
         for (const token of ["env-token-123", "file-token-123"]) {
           assert.strictEqual((yield* (yield* clientFor(first.url, token)).sync.head()).head, 0)
         }
-        assert.strictEqual(yield* first.stop, 0)
+
+        // SIGTERM while 4 keep-alive clients keep pushing: requests in flight are answered, the process exits 0,
+        // and every acknowledged event is in the log after a restart.
+        const acknowledged: Array<string> = []
+        const answered = yield* Deferred.make<void>()
+        const pusher = (clientId: string) =>
+          Effect.gen(function* () {
+            for (let batch = 0; batch < 200; batch++) {
+              const chunk = makeEvents(50, { clientId, from: batch * 50 })
+              const r = yield* Effect.either(p.sync.push({ payload: { events: chunk } }))
+              if (r._tag === "Left") return
+              for (const x of r.right.results) if (x.status === "accepted") acknowledged.push(x.id)
+              if (acknowledged.length >= 200) yield* Deferred.succeed(answered, undefined)
+            }
+          })
+        const pushers = yield* Effect.fork(
+          Effect.all(["w1", "w2", "w3", "w4"].map(pusher), { concurrency: "unbounded" })
+        )
+        yield* Deferred.await(answered)
+        yield* first.terminate
+        assert.strictEqual(yield* first.exited, 0)
+        yield* Fiber.join(pushers)
         const log = first.output()
         assert.match(log, /POST \/v1\/push 200/)
         assert.match(log, /space=space-p/)
-        assert.match(log, /memsync server stopped/)
+        assert.match(log, /memsync server stopped\n$/)
         for (const token of ["cli-token-123", "env-token-123", "file-token-123"]) assert.notInclude(log, token)
 
         const second = yield* serve(args, env)
         const q = yield* clientFor(second.url, "cli-token-123")
-        assert.deepStrictEqual(yield* q.sync.head(), before)
-        const page = yield* q.sync.pull({ urlParams: { after: 0, limit: 100 } })
+        const head = yield* q.sync.head()
+        assert.strictEqual(head.epoch, epoch)
+        const page = yield* q.sync.pull({ urlParams: { after: 0, limit: 10_000 } })
         assert.deepStrictEqual(
-          page.events.map(({ seq: _, ...e }) => e),
+          page.events.map((e) => e.seq),
+          Array.from({ length: head.head }, (_, i) => i + 1)
+        )
+        assert.deepStrictEqual(
+          page.events.slice(0, 30).map(({ seq: _, ...e }) => e),
           events
         )
+        const stored = new Set(page.events.map((e) => e.id))
+        for (const id of acknowledged) assert.isTrue(stored.has(id), `acknowledged event ${id} was lost`)
+        assert.strictEqual(head.digest, Digest.of(stored))
         const again = yield* q.sync.push({ payload: { events: events.slice(0, 3) } })
         assert.deepStrictEqual(
           again.results.map((r) => r.status),
