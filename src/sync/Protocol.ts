@@ -15,7 +15,8 @@ import {
   HttpApiGroup,
   HttpApiMiddleware,
   HttpApiSchema,
-  HttpApiSecurity
+  HttpApiSecurity,
+  OpenApi
 } from "@effect/platform"
 import { Context, Schema } from "effect"
 import { envelopeFields, stampNamesWriter } from "../domain/Events.js"
@@ -141,7 +142,11 @@ export class HealthGroup extends HttpApiGroup.make("health").add(
 ) {}
 
 /** The whole API. */
-export class SyncApi extends HttpApi.make("memsync").add(SyncGroup).add(HealthGroup) {}
+export class SyncApi extends HttpApi.make("memsync")
+  .add(SyncGroup)
+  .add(HealthGroup)
+  .annotate(OpenApi.Title, "memsync sync protocol")
+  .annotate(OpenApi.Version, "1") {}
 
 /** Where the generated OpenAPI document is served. */
 export const OPENAPI_PATH = "/v1/openapi.json"

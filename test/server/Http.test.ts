@@ -327,8 +327,12 @@ describe("sync server over HTTP", () => {
       const response = yield* raw(HttpClientRequest.get("/v1/openapi.json"))
       assert.strictEqual(response.status, 200)
       const doc = yield* HttpClientResponse.schemaBodyJson(
-        Schema.Struct({ paths: Schema.Record({ key: Schema.String, value: Schema.Unknown }) })
+        Schema.Struct({
+          info: Schema.Struct({ title: Schema.String }),
+          paths: Schema.Record({ key: Schema.String, value: Schema.Unknown })
+        })
       )(response)
+      assert.strictEqual(doc.info.title, "memsync sync protocol")
       for (const path of ["/v1/push", "/v1/pull", "/v1/head", "/v1/auth-check", "/health"]) {
         assert.property(doc.paths, path)
       }
