@@ -5,7 +5,8 @@
  * - Nothing is lost: an event leaves the outbox only in the transaction that records the server's answer for it.
  * - Transient failures retry on the backoff schedule (Policy.ts) and report `offline` with `nextRetryAt`.
  * - An auth failure parks every step (state `auth-failed`): no request is sent with the refused token again; one
- *   prober checks `/v1/auth-check` on the slow schedule; new credentials unpark at once.
+ *   prober checks `/v1/auth-check` on the slow schedule; new credentials unpark at once. No token at all parks the
+ *   same way until one is set.
  * - Closing the scope makes one bounded final push attempt, then interrupts every fiber.
  * - `local` mode runs no fibers; `remote` mode lets writers wait for the server's ack (`confirm`).
  */
@@ -102,7 +103,9 @@ export const make = (config: Config) =>
     /** Recompute `state` from what is going on. */
     const settle = Effect.gen(function* () {
       if (mode === "local") return
-      const parked = Option.isSome(yield* SubscriptionRef.get(refused))
+      // No token at all parks too: nothing can be sent until credentials arrive.
+      const parked =
+        Option.isSome(yield* SubscriptionRef.get(refused)) || Option.isNone(yield* SubscriptionRef.get(credentials))
       const running = (yield* Ref.get(active)) > 0
       const down = yield* Ref.get(offline)
       const state: Status.SyncState = parked ? "auth-failed" : down ? "offline" : running ? "syncing" : "idle"
@@ -162,8 +165,12 @@ export const make = (config: Config) =>
         if (error._tag === "AuthError") {
           yield* settle
           yield* Effect.logWarning(`${name}: credentials refused (${error.status}); parked until they change`)
-          // Park: wait until the refused token is cleared (new credentials, or the prober saw them accepted).
-          yield* refused.changes.pipe(Stream.filter(Option.isNone), Stream.runHead)
+          // Park: wait until the refused token is cleared (new credentials, or the prober saw them accepted) and there
+          // is a token to send (without one, `request` fails at once: resuming before one is set would spin).
+          yield* Stream.zipLatest(refused.changes, credentials.changes).pipe(
+            Stream.filter(([r, c]) => Option.isNone(r) && Option.isSome(c)),
+            Stream.runHead
+          )
           return yield* body
         }
         yield* Effect.logError(`${name}: ${error._tag}: ${error.message}`)
