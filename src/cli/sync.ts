@@ -28,6 +28,10 @@ const sync = Command.make(
     server,
     token,
     watch: Options.boolean("watch").pipe(Options.withDescription("keep syncing until interrupted, printing status")),
+    intervalMs: Options.integer("interval-ms").pipe(
+      Options.withDescription("with --watch: pull (and push) every N ms (default 30000)"),
+      Options.optional
+    ),
     db,
     json
   },
@@ -45,7 +49,16 @@ const sync = Command.make(
       if (url === undefined) {
         return yield* new UsageError({ message: "no server: pass --server URL or set MEMSYNC_SERVER" })
       }
-      const layer = SyncEngine.layer({ token: t, background: a.watch }).pipe(
+      const interval = Option.getOrUndefined(a.intervalMs)
+      if (interval !== undefined && interval < 1) {
+        return yield* new UsageError({ message: "--interval-ms must be a positive number of milliseconds" })
+      }
+      const config: SyncEngine.Config = {
+        token: t,
+        background: a.watch,
+        ...(interval === undefined ? {} : { pullIntervalMs: interval })
+      }
+      const layer = SyncEngine.layer(config).pipe(
         Layer.provideMerge(Layer.merge(storeLayer(a.db, { create: true }), HttpTransport.layer({ baseUrl: url })))
       )
       yield* Effect.gen(function* () {
