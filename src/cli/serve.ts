@@ -67,7 +67,16 @@ const serve = Command.make(
         tokens,
         limits,
         rateLimit: { perSecond, burst }
-      }).pipe(Layer.mapError((e) => new ServeFailed({ message: startFailure(e) })))
+      }).pipe(
+        // Bad input keeps its own error (exit code 2): a database of the wrong kind, a token table that does not build.
+        Layer.mapError((e) =>
+          e._tag === "ServeError"
+            ? new ServeFailed({ message: startFailure(e) })
+            : e._tag === "TokenConfigError"
+              ? new UsageError({ message: e.message })
+              : e
+        )
+      )
       yield* Effect.gen(function* () {
         const url = yield* Server.currentUrl
         if (generated !== undefined) {
@@ -78,8 +87,11 @@ const serve = Command.make(
         // Last: whoever waits for this line (a script, a test) has everything printed before it.
         yield* Console.log(`memsync server listening on ${url}`)
         return yield* Effect.never
-        // After the layer is released: requests drained, database closed.
-      }).pipe(Effect.provide(layer), Effect.ensuring(Console.log("memsync server stopped")))
+        // Stopped by a signal: runs after the layer is released (requests drained, database closed).
+      }).pipe(
+        Effect.provide(layer),
+        Effect.onInterrupt(() => Console.log("memsync server stopped"))
+      )
     })
 ).pipe(Command.withDescription("run the sync server (prints the URL it listens on)"))
 
