@@ -139,7 +139,8 @@ const open = (config: Config): Effect.Effect<Sqlite.Database, OpenError> =>
           .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
           .pluck()
           .all()
-        if (tables.length === 0) return true
+        // An empty file is a new database only for a caller allowed to create one; a read must not turn it into one.
+        if (tables.length === 0) return config.create === false && !memory ? "it is empty" : true
         if (!tables.includes("memsync_meta")) return "it holds tables that memsync did not create"
         // Replica databases made before `kind` was recorded have no row: they are replicas.
         const stored = db.prepare("SELECT value FROM memsync_meta WHERE key = 'kind'").pluck().get() ?? "replica"
@@ -158,6 +159,9 @@ const open = (config: Config): Effect.Effect<Sqlite.Database, OpenError> =>
         db.pragma("busy_timeout = 5000")
         if (!memory && config.readonly !== true) db.pragma("journal_mode = WAL")
         db.pragma(`synchronous = ${config.synchronous ?? "NORMAL"}`)
+        // 64 MiB of page cache (default 2 MiB): bulk ingest and rebuild slow down sharply once the view's indexes
+        // outgrow the cache. It is an upper bound, not an allocation.
+        db.pragma("cache_size = -65536")
         // `INSERT OR REPLACE` deletes the row it replaces, and SQLite fires DELETE triggers for that only with
         // recursive triggers on: without this, REPLACE would rewrite an event past the append-only triggers.
         db.pragma("recursive_triggers = ON")

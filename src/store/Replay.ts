@@ -10,7 +10,8 @@
  */
 import type Sqlite from "better-sqlite3"
 import { Effect } from "effect"
-import { REGISTERS, type MemoryState } from "../domain/Fold.js"
+import { memoryIdOf } from "../domain/Events.js"
+import { merge, REGISTERS, type MemoryState } from "../domain/Fold.js"
 import { Database } from "./Database.js"
 import { decodeRow } from "./EventLog.js"
 import { COLUMNS, foldEnvelopes, Materializer, rowToState } from "./Materializer.js"
@@ -114,31 +115,55 @@ export const refold = Effect.fn("Replay.refold")(function* (memoryIds: ReadonlyA
 })
 
 /**
- * Fold every event of the log (dead letters excluded) into a view table, page by page. Returns the events read.
- * The table must exist; rows already in it are merged with (a fold is a join, so that is safe).
+ * Fold every event of the log (dead letters excluded) into an EMPTY view table. Returns how many events that is.
+ *
+ * Events are read in memory-id order (the `events_by_memory` index, keyset-paged on `(memory_id, seq)`), so all of a
+ * memory's events arrive together: each memory is folded completely in memory and written once, instead of being
+ * upserted again for every page it appears in. Memory stays bounded by one page plus one memory's states.
+ * Events without a memory id are of kinds this build cannot fold anyway, and are skipped.
  */
 export const foldLogInto = (table: string, options: Options = {}) =>
   Effect.gen(function* () {
     const database = yield* Database
     const view = yield* Materializer
     const pageSize = options.pageSize ?? 5_000
-    const { total, page } = yield* database.raw((db) => ({
-      total: Number(db.prepare(`SELECT count(*) FROM events`).pluck().get()),
-      page: db.prepare(
-        `SELECT * FROM events WHERE seq > ? AND id NOT IN (SELECT event_id FROM dead_letters) ORDER BY seq LIMIT ?`
+    const notDead = `id NOT IN (SELECT event_id FROM dead_letters)`
+    const live = `memory_id IS NOT NULL AND ${notDead}`
+    const { total, first, next } = yield* database.raw((db) => ({
+      // Counted as folded: events without a memory id are read past (skipped) like unknown kinds in a page.
+      total: Number(db.prepare(`SELECT count(*) FROM events WHERE ${notDead}`).pluck().get()),
+      first: db.prepare(`SELECT * FROM events WHERE ${live} ORDER BY memory_id, seq LIMIT ?`),
+      next: db.prepare(
+        `SELECT * FROM events WHERE (memory_id, seq) > (?, ?) AND ${live} ORDER BY memory_id, seq LIMIT ?`
       )
     }))
-    let after = 0
+    let cursor: { memoryId: string; seq: number } | undefined
     let done = 0
+    let open = new Map<string, MemoryState>()
     while (true) {
-      const rows = yield* database.raw(() => page.all(after, pageSize).map(decodeRow))
+      const at = cursor
+      const rows = yield* database.raw(() =>
+        (at === undefined ? first.all(pageSize) : next.all(at.memoryId, at.seq, pageSize)).map(decodeRow)
+      )
       if (rows.length === 0) break
-      yield* view.applyStates(foldEnvelopes(rows).values(), table)
-      after = rows[rows.length - 1]!.seq
+      const last = rows[rows.length - 1]!
+      const lastMemory = memoryIdOf(last) ?? ""
+      cursor = { memoryId: lastMemory, seq: last.seq }
+      for (const [id, state] of foldEnvelopes(rows)) {
+        const prev = open.get(id)
+        open.set(id, prev === undefined ? state : merge(prev, state))
+      }
+      // Every memory but the page's last is complete (its events sort before the cursor): write those now.
+      const carry = open.get(lastMemory)
+      open.delete(lastMemory)
+      yield* view.applyStates(open.values(), table)
+      open = carry === undefined ? new Map() : new Map([[lastMemory, carry]])
       done += rows.length
       if (options.onProgress) yield* options.onProgress({ done, total })
     }
-    return done
+    yield* view.applyStates(open.values(), table)
+    if (options.onProgress && done < total) yield* options.onProgress({ done: total, total })
+    return total
   })
 
 const compare = (db: Sqlite.Database, scratch: string, events: number): VerifyReport => {
