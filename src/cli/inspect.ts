@@ -110,9 +110,9 @@ const replay = Command.make(
     Effect.gen(function* () {
       const mode = yield* outputMode(a)
       const point = yield* pointOf(a.until, a.at)
-      const onProgress = progressReporter("replay", { quiet: a.quiet })
+      const progress = progressOf("replay", a.quiet)
       if (Option.isSome(a.out)) {
-        const summary = yield* Snapshot.toFile(a.out.value, point, { onProgress })
+        const summary = yield* Snapshot.toFile(a.out.value, point, progress)
         return yield* mode === "text"
           ? Console.log(`${formatSummary(summary)}; written to ${a.out.value}`)
           : printJson({ ...summary, out: a.out.value })
@@ -134,7 +134,7 @@ const replay = Command.make(
               })
               .join("")
           ),
-        { onProgress, includeDeleted: a.includeDeleted }
+        { ...progress, includeDeleted: a.includeDeleted }
       )
       if (mode === "json") yield* out.write(`\n],"summary":${JSON.stringify(summary)}}\n`)
       if (mode === "text") yield* out.write(`-- ${formatSummary(summary)}\n`)
@@ -188,10 +188,7 @@ const diff = Command.make(
         EventSource.peekKind(file) === "server" ? { space: Option.getOrUndefined(a.space) } : {}
       const left = yield* EventSource.open({ filename: a.a, ...spaceFor(a.a) })
       const right = yield* EventSource.open({ filename: a.b, ...spaceFor(a.b) })
-      const report = yield* Diff.diff(left, right, {
-        limit: a.limit,
-        onProgress: progressReporter("diff", { quiet: a.quiet })
-      })
+      const report = yield* Diff.diff(left, right, { limit: a.limit, ...progressOf("diff", a.quiet) })
       yield* a.json ? printJson(report) : Console.log(formatDiff(report))
       if (!report.identical) return yield* new VerificationFailed({ message: "the two logs differ" })
     }).pipe(Effect.scoped, asUsage)
@@ -211,10 +208,7 @@ const exportCommand = Command.make(
   },
   (a) =>
     Effect.gen(function* () {
-      const options = {
-        includeSensitive: a.includeSensitive,
-        onProgress: progressReporter("export", { quiet: a.quiet })
-      }
+      const options = { includeSensitive: a.includeSensitive, ...progressOf("export", a.quiet) }
       if (Option.isNone(a.out)) {
         const out = stdout()
         yield* Transfer.exportTo(out, options)
@@ -248,7 +242,7 @@ const importCommand = Command.make(
     Effect.gen(function* () {
       const options = {
         allowRedacted: a.allowRedacted,
-        onProgress: progressReporter("import", { quiet: a.quiet }),
+        ...progressOf("import", a.quiet),
         onInvalid: (i: Transfer.InvalidLine) => warn(`${a.file}:${i.line}: ${i.message}`)
       }
       const report = yield* Option.match(a.space, {
@@ -292,6 +286,13 @@ export const inspectCommands = [log, replay, blame, explain, diff, exportCommand
  * copy of parse errors), and these lines must reach the user while the command runs.
  */
 const warn = (line: string) => Effect.sync(() => void process.stderr.write(`memsync: ${line}\n`))
+
+/**
+ * The progress option of a long command: only when stderr is a TTY and `--quiet` is off, since the totals it needs
+ * cost a pass of their own (a count over the log, the lines of an import file).
+ */
+const progressOf = (label: string, quiet: boolean) =>
+  quiet || process.stderr.isTTY !== true ? {} : { onProgress: progressReporter(label) }
 
 /** Run a command body over the source in `--db` (and `--space`), with the tools' errors as usage errors. */
 const withSource =

@@ -78,6 +78,16 @@ export interface EventSource {
   readonly count: (filter?: Filter) => Effect.Effect<number, StorageError>
   /** Raw rows with `seq > after`, in log order. */
   readonly rows: (after: number, limit: number, filter?: Filter) => Effect.Effect<ReadonlyArray<LogRow>, StorageError>
+  /**
+   * Hand each row with `seq > after` (at most `limit`, in log order) to `f` as it is read, without holding the page;
+   * returns how many there were. `f` runs while the source's connection is held: it must not use this source.
+   */
+  readonly eachRow: (
+    after: number,
+    limit: number,
+    filter: Filter,
+    f: (row: LogRow) => void
+  ) => Effect.Effect<number, StorageError>
   /** Raw rows with `id > afterId`, in id order (for merge-joins of two logs). */
   readonly rowsById: (afterId: string, limit: number) => Effect.Effect<ReadonlyArray<LogRow>, StorageError>
   /** Decoded events with their sync state, `seq > after`, in log order. */
@@ -274,6 +284,18 @@ const build = (
         .map(readRow)
     })
 
+  const eachRow = (after: number, limit: number, filter: Filter, f: (row: LogRow) => void) =>
+    database.raw(() => {
+      const q = filtered(filter)
+      const sql = `${shape.rowSelect} AND e.seq > ?${q.sql} ORDER BY e.seq LIMIT ?`
+      let n = 0
+      for (const row of prepare(sql).iterate(...base, after, ...q.params, limit)) {
+        f(readRow(row))
+        n++
+      }
+      return n
+    })
+
   const rowsById = (afterId: string, limit: number) =>
     database.raw(() =>
       prepare(`${shape.rowSelect} AND e.id > ? ORDER BY e.id LIMIT ?`)
@@ -303,7 +325,20 @@ const build = (
         .map(toEntry)
     )
 
-  return { kind, filename, space, database, scoped: shape.scoped, count, rows, rowsById, entries, entry, byMemory }
+  return {
+    kind,
+    filename,
+    space,
+    database,
+    scoped: shape.scoped,
+    count,
+    rows,
+    eachRow,
+    rowsById,
+    entries,
+    entry,
+    byMemory
+  }
 }
 
 /** An entry row: the event columns (see `readRow`) plus the sync columns. Throws on a corrupt row. */

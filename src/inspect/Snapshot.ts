@@ -12,7 +12,8 @@
  */
 import { Effect, Schema } from "effect"
 import { existsSync, linkSync, rmSync } from "node:fs"
-import { isVisible, toMemory } from "../domain/Fold.js"
+import { classify } from "../domain/Events.js"
+import { foldInto, isVisible, toMemory, type MemoryState } from "../domain/Fold.js"
 import * as Database from "../store/Database.js"
 import { StorageError } from "../store/Errors.js"
 import { rowToState } from "../store/Materializer.js"
@@ -21,6 +22,7 @@ import type { ListedMemory } from "../store/MemoryStore.js"
 import { OutputExists } from "./Errors.js"
 import { EventSource, hlcBound, type Filter } from "./EventSource.js"
 import * as InspectFold from "./Fold.js"
+import { toEnvelope } from "./Rows.js"
 
 /** A point in a log. */
 export type Point = { readonly _tag: "Seq"; readonly seq: number } | { readonly _tag: "Time"; readonly millis: number }
@@ -110,12 +112,12 @@ export const scan = Effect.fn("Snapshot.scan")(function* <E, R>(
 const build = (source: EventSource, file: string, point: Point, options: InspectFold.Options) =>
   Effect.gen(function* () {
     const output = yield* Database.make({ filename: file, create: true })
-    const { stmts, indexes } = yield* output.raw((db) => {
+    const { db, stmts, indexes } = yield* output.raw((db) => {
       // The file is not in place until it is complete (a crash leaves only the partial file to delete): no journal,
       // no fsync, and the secondary indexes and FTS triggers are rebuilt once at the end instead of row by row.
       db.pragma("journal_mode = OFF")
       db.pragma("synchronous = OFF")
-      db.pragma("cache_size = -32768")
+      db.pragma("cache_size = -16384")
       for (const [name] of FTS_TRIGGERS) db.exec(`DROP TRIGGER IF EXISTS ${name}`)
       const indexes = db
         .prepare(
@@ -126,40 +128,54 @@ const build = (source: EventSource, file: string, point: Point, options: Inspect
         .map((row) => decodeIndex(row))
       for (const index of indexes) db.exec(`DROP INDEX ${index.name}`)
       const stmts = {
+        begin: db.prepare("BEGIN"),
+        commit: db.prepare("COMMIT"),
         event: db.prepare(
           `INSERT INTO events (seq, id, type, version, memory_id, hlc, client_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
         ),
         dead: db.prepare(`INSERT INTO dead_letters (event_id, reason, message, at, requeued_as) VALUES (?, ?, ?, ?, ?)`)
       }
-      return { stmts, indexes }
+      return { db, stmts, indexes }
     })
     const view = yield* InspectFold.materializer(output)
-    // Bigger pages than a listing's: every memory touched in two pages costs a second upsert.
-    const pageSize = options.pageSize ?? 10_000
-    const read = yield* InspectFold.pages(
-      source,
-      filterOf(point),
-      (rows, states) =>
-        Effect.gen(function* () {
-          const dead: Array<readonly [string, string, string, number, string | null]> = []
-          for (const r of rows) {
-            if (!r.excluded) continue
-            const e = yield* source.entry(r.id)
-            if (e?.sync.state === "dead-lettered") {
-              dead.push([r.id, e.sync.reason, e.sync.message, e.sync.at, e.sync.requeuedAs])
-            }
-          }
-          const write = output.raw(() => {
-            for (const r of rows) {
-              stmts.event.run(r.seq, r.id, r.type, r.version, r.memoryId, r.hlc, r.clientId, r.payload)
-            }
-            for (const d of dead) stmts.dead.run(...d)
-          })
-          yield* output.transaction(Effect.zipRight(write, view.applyStates(states.values())))
-        }),
-      { ...options, pageSize }
-    )
-    const counts = yield* output.raw((db) => {
+    const filter = filterOf(point)
+    // Big pages: a memory touched in two pages costs a second upsert. Rows are not held (only the page's states).
+    const pageSize = options.pageSize ?? 20_000
+    const total = options.onProgress === undefined ? 0 : yield* source.count(filter)
+    let after = 0
+    let events = 0
+    let excluded = 0
+    while (true) {
+      const states = new Map<string, MemoryState>()
+      const dead: Array<string> = []
+      yield* output.raw(() => stmts.begin.run())
+      // Rows are copied as the source hands them over, through the output's handle taken above: this fiber is the
+      // only user of the new file, and its lock cannot be taken while the source's is held without nesting.
+      const n = yield* source.eachRow(after, pageSize, filter, (r) => {
+        stmts.event.run(r.seq, r.id, r.type, r.version, r.memoryId, r.hlc, r.clientId, r.payload)
+        after = r.seq
+        if (r.excluded) {
+          dead.push(r.id)
+          return
+        }
+        const c = classify(toEnvelope(r))
+        if (c._tag === "Known") foldInto(states, c.event)
+      })
+      for (const id of dead) {
+        const e = yield* source.entry(id)
+        if (e?.sync.state === "dead-lettered") {
+          const { reason, message, at, requeuedAs } = e.sync
+          yield* output.raw(() => stmts.dead.run(id, reason, message, at, requeuedAs))
+        }
+      }
+      yield* view.applyStates(states.values())
+      yield* output.raw(() => stmts.commit.run())
+      if (n === 0) break
+      events += n
+      excluded += dead.length
+      if (options.onProgress) yield* options.onProgress({ done: events, total })
+    }
+    const counts = yield* output.raw(() => {
       db.exec("BEGIN")
       for (const index of indexes) db.exec(index.sql)
       db.exec(`INSERT INTO memories_fts(memories_fts) VALUES ('rebuild')`)
@@ -173,7 +189,7 @@ const build = (source: EventSource, file: string, point: Point, options: Inspect
         deleted: count(`SELECT count(*) FROM memories WHERE created = 1 AND deleted = 1`)
       }
     })
-    const summary: Summary = { point, events: read.events, excluded: read.excluded, ...counts }
+    const summary: Summary = { point, events, excluded, ...counts }
     return summary
   })
 
