@@ -140,7 +140,7 @@ const build = (source: EventSource, file: string, point: Point, options: Inspect
     const view = yield* InspectFold.materializer(output)
     const filter = filterOf(point)
     // Big pages: a memory touched in two pages costs a second upsert. Rows are not held (only the page's states).
-    const pageSize = options.pageSize ?? 20_000
+    const pageSize = options.pageSize ?? 5_000
     const total = options.onProgress === undefined ? 0 : yield* source.count(filter)
     let after = 0
     let events = 0
