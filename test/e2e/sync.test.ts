@@ -107,15 +107,14 @@ describe("memsync sync against memsync serve (real processes, loopback HTTP)", (
         assert.strictEqual((yield* synced(a, t)).pushed, 3)
         const secondB = yield* synced(b, t)
         assert.deepStrictEqual([secondB.pushed, secondB.pulled], [3, 3])
-        assert.strictEqual((yield* synced(a, t)).pulled, 3)
-
-        const [listA, listB, verifyA, verifyB] = yield* Effect.all(
-          [
-            memsync(["list", "--include-deleted", "--json", "--db", a]),
-            memsync(["list", "--include-deleted", "--json", "--db", b]),
-            memsync(["verify", "--db", a]),
-            memsync(["verify", "--db", b])
-          ],
+        // B holds everything now: its checks run while A pulls; then A's checks.
+        const [lastA, listB, verifyB] = yield* Effect.all(
+          [synced(a, t), memsync(["list", "--include-deleted", "--json", "--db", b]), memsync(["verify", "--db", b])],
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(lastA.pulled, 3)
+        const [listA, verifyA] = yield* Effect.all(
+          [memsync(["list", "--include-deleted", "--json", "--db", a]), memsync(["verify", "--db", a])],
           { concurrency: "unbounded" }
         )
         for (const run of [listA, listB, verifyA, verifyB]) assert.strictEqual(run.code, 0, show(run))
