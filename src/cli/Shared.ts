@@ -37,3 +37,9 @@ export const output = (asJson: boolean, value: unknown, text: () => string) =>
   asJson ? printJson(value) : Console.log(text())
 
 export type { Layer }
+
+/**
+ * A line on stderr while a command runs. Not `Console.error`: bin.ts silences that around the CLI run to drop
+ * @effect/cli's own copy of parse errors.
+ */
+export const note = (line: string) => Effect.sync(() => void process.stderr.write(`memsync: ${line}\n`))

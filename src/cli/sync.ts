@@ -9,7 +9,7 @@ import * as Ledger from "../sync/Ledger.js"
 import * as SyncEngine from "../sync/SyncEngine.js"
 import { DeadLettered } from "../sync/Errors.js"
 import { UsageError } from "./Exit.js"
-import { db, json, output, storeLayer } from "./Shared.js"
+import { db, json, note, output, storeLayer } from "./Shared.js"
 
 const server = Options.text("server").pipe(
   Options.withDescription("the sync server URL (or $MEMSYNC_SERVER; remembered in the database after a sync)"),
@@ -64,7 +64,7 @@ const sync = Command.make(
       yield* Effect.gen(function* () {
         const engine = yield* SyncEngine.SyncEngine
         if (a.watch) {
-          yield* Console.error(`memsync: syncing with ${url} (Ctrl-C to stop)`)
+          yield* note(`syncing with ${url} (Ctrl-C to stop)`)
           yield* engine.statusChanges.pipe(
             Stream.changesWith((x, y) => JSON.stringify(x) === JSON.stringify(y)),
             Stream.runForEach((s) =>

@@ -290,11 +290,13 @@ export const make = (config: Config) =>
       loop(resyncSignal, runStep("resync", steps.resync)),
       // The interval trigger.
       Effect.schedule(signalAll, Schedule.spaced(Duration.millis(config.pullIntervalMs ?? 30_000))),
-      // Local commits, debounced.
+      // Local commits, batched within commitDebounceMs of the first.
       Stream.fromQueue(commits).pipe(
         Stream.filter((c) => c.source === "local"),
         Stream.tap(() => Effect.ignore(refreshCounts)),
-        Stream.debounce(Duration.millis(config.commitDebounceMs ?? 100)),
+        // Batch commits within a window that starts at the first one: a pure debounce would hold pushes back for as
+        // long as a writer keeps committing more often than the window (until the interval trigger).
+        Stream.groupedWithin(Number.MAX_SAFE_INTEGER, Duration.millis(config.commitDebounceMs ?? 100)),
         Stream.runForEach(() => Queue.offer(pushSignal, void 0))
       ),
       // New credentials: unpark and sync at once.

@@ -42,6 +42,21 @@ describe("SyncEngine", () => {
     })
   )
 
+  it.scoped("a writer committing faster than the debounce is still pushed within the window", () =>
+    Effect.gen(function* () {
+      const server = yield* makeServer()
+      const a = yield* makeReplica(server, { clientId: "a", engine: { commitDebounceMs: 200 } })
+      yield* waitUntil(Effect.map(SubscriptionRef.get(a.engine.status), (s) => s.firstPullDone && s.state === "idle"))
+      // 20 commits 50 ms apart (1 s): a pure debounce would push nothing until they stop.
+      for (let i = 0; i < 20; i++) {
+        yield* a.store.create({ content: `steady ${i}` })
+        yield* TestClock.adjust("50 millis")
+        yield* settle
+      }
+      assert.isAtLeast(yield* headOf(server), 10)
+    })
+  )
+
   it.scoped("transient errors retry with backoff, report offline, then recover", () =>
     Effect.gen(function* () {
       const server = yield* makeServer()
