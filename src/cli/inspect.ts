@@ -9,8 +9,8 @@
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Layer, Option } from "effect"
 import { REGISTERS } from "../domain/Fold.js"
-import type { Memory } from "../domain/Memory.js"
 import * as Blame from "../inspect/Blame.js"
+import * as Format from "../inspect/Format.js"
 import * as Diff from "../inspect/Diff.js"
 import { TAGS as INSPECT_ERRORS, InvalidLines } from "../inspect/Errors.js"
 import * as EventSource from "../inspect/EventSource.js"
@@ -71,7 +71,7 @@ const log = Command.make(
         filter,
         (entries) => {
           const lines = entries.map((e) => {
-            if (mode === "text") return `${formatEntry(e)}\n`
+            if (mode === "text") return `${Format.formatEntry(e)}\n`
             const doc = JSON.stringify(Log.toJson(e))
             if (mode === "ndjson") return `${doc}\n`
             const sep = first ? "\n" : ",\n"
@@ -114,7 +114,7 @@ const replay = Command.make(
       if (Option.isSome(a.out)) {
         const summary = yield* Snapshot.toFile(a.out.value, point, progress)
         return yield* mode === "text"
-          ? Console.log(`${formatSummary(summary)}; written to ${a.out.value}`)
+          ? Console.log(`${Format.formatSummary(summary)}; written to ${a.out.value}`)
           : printJson({ ...summary, out: a.out.value })
       }
       const out = stdout()
@@ -126,7 +126,7 @@ const replay = Command.make(
           out.write(
             memories
               .map((m) => {
-                if (mode === "text") return `${formatMemoryLine(m)}\n`
+                if (mode === "text") return `${Format.formatMemoryLine(m)}\n`
                 if (mode === "ndjson") return `${JSON.stringify(m)}\n`
                 const sep = first ? "\n" : ",\n"
                 first = false
@@ -137,7 +137,7 @@ const replay = Command.make(
         { ...progress, includeDeleted: a.includeDeleted }
       )
       if (mode === "json") yield* out.write(`\n],"summary":${JSON.stringify(summary)}}\n`)
-      if (mode === "text") yield* out.write(`-- ${formatSummary(summary)}\n`)
+      if (mode === "text") yield* out.write(`-- ${Format.formatSummary(summary)}\n`)
       yield* out.flush
     }).pipe(withSource(a.db, a.space))
 ).pipe(Command.withDescription("the state as of --until SEQ or --at ISO-TIME: printed, or written to --out FILE"))
@@ -154,7 +154,7 @@ const blame = Command.make(
   (a) =>
     Effect.gen(function* () {
       const report = yield* Blame.blame(a.memoryId, Option.getOrUndefined(a.field))
-      yield* a.json ? printJson(report) : Console.log(formatBlame(report))
+      yield* a.json ? printJson(report) : Console.log(Format.formatBlame(report))
     }).pipe(withSource(a.db, a.space))
 ).pipe(Command.withDescription("which event set each field of a memory, and which writes lost (LWW)"))
 
@@ -164,7 +164,7 @@ const explain = Command.make(
   (a) =>
     Effect.gen(function* () {
       const e = yield* Blame.explain(a.eventId)
-      yield* a.json ? printJson(e) : Console.log(formatExplanation(e))
+      yield* a.json ? printJson(e) : Console.log(Format.formatExplanation(e))
     }).pipe(withSource(a.db, a.space))
 ).pipe(Command.withDescription("one event: whether it was applied, what it won and lost, its sync state"))
 
@@ -189,7 +189,7 @@ const diff = Command.make(
       const left = yield* EventSource.open({ filename: a.a, ...spaceFor(a.a) })
       const right = yield* EventSource.open({ filename: a.b, ...spaceFor(a.b) })
       const report = yield* Diff.diff(left, right, { limit: a.limit, ...progressOf("diff", a.quiet) })
-      yield* a.json ? printJson(report) : Console.log(formatDiff(report))
+      yield* a.json ? printJson(report) : Console.log(Format.formatDiff(report))
       if (!report.identical) return yield* new VerificationFailed({ message: "the two logs differ" })
     }).pipe(Effect.scoped, asUsage)
 ).pipe(Command.withDescription("events only in A or B, memories that differ, and the first diverging event"))
@@ -353,111 +353,4 @@ const stdout = (): Sink => {
       }),
     flush
   }
-}
-
-const short = (v: unknown): string => {
-  const s = JSON.stringify(v) ?? "undefined"
-  return s.length > 60 ? `${s.slice(0, 57)}...` : s
-}
-
-const formatEntry = (e: Parameters<typeof Log.toJson>[0]): string => {
-  const j = Log.toJson(e)
-  return `${String(j.seq).padStart(7)}  ${j.id}  ${j.hlc}  ${j.type.padEnd(15)} ${j.memoryId ?? "-"}  ${Log.describeSync(e.sync)}`
-}
-
-const formatMemoryLine = (m: Memory & { readonly deleted: boolean }): string => {
-  const oneLine = m.content.replace(/\s+/g, " ")
-  const text = oneLine.length > 80 ? `${oneLine.slice(0, 77)}...` : oneLine
-  return `${m.id}  ${m.deleted ? "[deleted] " : ""}[${m.category}] ${text}`
-}
-
-const formatSummary = (s: Snapshot.Summary): string => {
-  const point = s.point._tag === "Seq" ? `seq ${s.point.seq}` : new Date(s.point.millis).toISOString()
-  return (
-    `${s.memories} memories (${s.deleted} deleted) as of ${point}, from ${s.events} events` +
-    (s.excluded > 0 ? ` (${s.excluded} dead letters left out)` : "")
-  )
-}
-
-/** The event id in an order key `hlc id`. */
-const writer = (key: string): string => key.slice(key.indexOf(" ") + 1)
-
-const ref = (r: Blame.EventRef): string => `${r.id}  seq ${r.seq}  ${r.hlc}  ${r.type}`
-
-const statusOf = (m: Blame.MemoryStatus): string =>
-  m.visible
-    ? "visible"
-    : m.deleted
-      ? "deleted (a delete is held: it wins over every update, earlier or later)"
-      : "hidden (no create held: updates are kept until it arrives)"
-
-const formatBlame = (r: Blame.BlameReport): string => {
-  const lines = [`memory ${r.memory.id}: ${statusOf(r.memory)}; ${r.events} events`]
-  for (const f of r.fields) {
-    lines.push("", `${f.field.padEnd(11)} ${short(f.value)}`, `  set by    ${ref(f.setBy)}`)
-    for (const l of f.lost) lines.push(`  lost      ${short(l.value)}  ${ref(l)}`)
-  }
-  if (r.skipped.length > 0) lines.push("", "not folded:")
-  for (const s of r.skipped) lines.push(`  ${ref(s)}  ${s.why}: ${s.message}`)
-  return lines.join("\n")
-}
-
-const formatExplanation = (e: Blame.Explanation): string => {
-  const lines = [
-    `event     ${e.event.id}  (seq ${e.event.seq})`,
-    `type      ${e.event.type} v${e.event.version}`,
-    `stamp     ${e.event.hlc}  (client ${e.event.clientId})`,
-    `sync      ${Log.describeSync(e.sync)}`
-  ]
-  if (e.memory !== undefined) lines.push(`memory    ${e.memory.id}: ${statusOf(e.memory)}`)
-  lines.push(
-    `applied   ${e.applied ? "yes" : `no: ${e.skipped?.why ?? "no memory"}${e.skipped ? ` (${e.skipped.message})` : ""}`}`
-  )
-  if (e.tombstone && e.applied) lines.push("effect    tombstone: the memory is deleted for good")
-  for (const w of e.won) lines.push(`won       ${w.field} = ${short(w.value)}`)
-  for (const l of e.lost) {
-    lines.push(`lost      ${l.field} = ${short(l.value)}  to ${l.to.id} (${l.to.hlc}) which wrote ${short(l.to.value)}`)
-  }
-  lines.push(`payload   ${JSON.stringify(e.event.payload)}`)
-  return lines.join("\n")
-}
-
-const formatDiff = (r: Diff.DiffReport): string => {
-  const side = (name: string, s: Diff.Side) =>
-    `${name}  ${s.filename} (${s.kind}${s.space === undefined ? "" : ` space ${s.space}`}, ${s.events} events)`
-  const list = <A>(title: string, l: Diff.Listed<A>, show: (a: A) => string) => [
-    `${title}: ${l.count}`,
-    ...l.items.map((x) => `  ${show(x)}`),
-    ...(l.count > l.items.length ? [`  ... ${l.count - l.items.length} more`] : [])
-  ]
-  const mismatch = (m: Diff.EventMismatch) =>
-    `${m.id}  A: ${m.a.hlc}${m.a.deadLettered ? " (dead-lettered)" : ""}  B: ${m.b.hlc}${m.b.deadLettered ? " (dead-lettered)" : ""}`
-  const lines = [
-    side("A", r.a),
-    side("B", r.b),
-    ...list("events only in A", r.onlyInA, ref),
-    ...list("events only in B", r.onlyInB, ref),
-    ...list("same id, different body", r.conflicting, mismatch),
-    ...list("dead-lettered on one side only", r.deadLetterMismatch, mismatch),
-    ...list("memories only in A", r.memoriesOnlyInA, (id) => id),
-    ...list("memories only in B", r.memoriesOnlyInB, (id) => id),
-    ...list("memories that differ", r.memoriesDiffering, (m) =>
-      [
-        m.id,
-        ...m.fields.map(
-          (f) =>
-            `    ${f.field}: A=${short(f.a)}${f.aBy ? ` (by ${writer(f.aBy)})` : ""}  B=${short(f.b)}${f.bBy ? ` (by ${writer(f.bBy)})` : ""}`
-        )
-      ].join("\n")
-    )
-  ]
-  const d = r.firstDivergence
-  lines.push(
-    d === null
-      ? r.identical
-        ? "identical: same events, same views"
-        : "no event reaches a view differently (the differences are in events no view folds)"
-      : `first divergence: ${ref(d.event)} (client ${d.event.clientId}): ${d.why}`
-  )
-  return lines.join("\n")
 }
