@@ -1,5 +1,5 @@
 /**
- * memsync benchmark suite: `npm run bench [-- --only ingest,create,rebuild,open] [--scale 0.1] [--reps N]
+ * memsync benchmark suite: `npm run bench [-- --only ingest,create,rebuild,open,server,sync,inspect] [--scale 0.1] [--reps N]
  * [--batch N] [--json out.json]`.
  *
  * Every figure is printed next to a baseline measured in the same run (the machine is shared and noisy: trust the
@@ -13,9 +13,12 @@ import { runCreate } from "./create.js"
 import { runIngest } from "./ingest.js"
 import { makeTempDir, printTable, type Row } from "./lib.js"
 import { runOpen } from "./open.js"
+import { runInspectBench } from "./inspect.js"
 import { runRebuild } from "./rebuild.js"
+import { runServerBench } from "./server.js"
+import { runSyncBench } from "./sync.js"
 
-const BENCHES = ["ingest", "create", "rebuild", "open"] as const
+const BENCHES = ["ingest", "create", "rebuild", "open", "server", "sync", "inspect"] as const
 type Bench = (typeof BENCHES)[number]
 
 const args = process.argv.slice(2)
@@ -64,6 +67,9 @@ try {
     rows.push(...(await runRebuild({ dir, events: sized(1_000_000), reps: reps(1), buildBatch: 5_000 })))
   }
   if (selected.has("open")) rows.push(...(await runOpen({ dir, events: sized(100_000), reps: reps(5) })))
+  if (selected.has("server")) rows.push(...(await runServerBench({ scale })))
+  if (selected.has("sync")) rows.push(...(await runSyncBench({ scale })))
+  if (selected.has("inspect")) rows.push(...(await runInspectBench({ scale })))
 } finally {
   cleanup()
 }
