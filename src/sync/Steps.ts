@@ -129,11 +129,14 @@ export const make = (deps: Deps) => {
     const epoch = yield* ledger.get("epoch")
     const cursor = yield* ledger.cursor
     const mine = yield* ledger.confirmed(head.head)
+    // First contact (no epoch stored yet) is judged as if this replica had the server's epoch: it is adopted only
+    // once the bookkeeping agrees with this server (it may come from pulls made before, from another server).
+    const sameEpoch = (epoch ?? head.epoch) === head.epoch
     // A cursor past the server's head means the server lost events this replica pulled from it (a server restored
     // from a backup keeps its epoch): the digest of the shorter prefix can still match, but that is no agreement.
-    const agree = epoch === head.epoch && cursor <= head.head && mine.count === head.head && mine.digest === head.digest
+    const agree = sameEpoch && cursor <= head.head && mine.count === head.head && mine.digest === head.digest
     // The server got events after our pull (another replica pushed): not evidence of disagreement yet.
-    const moved = epoch === head.epoch && cursor < head.head
+    const moved = sameEpoch && cursor < head.head
     return { head, epoch, cursor, agree, moved }
   })
 
@@ -152,18 +155,18 @@ export const make = (deps: Deps) => {
 
   /**
    * Check agreement with the server and repair when it is lost. Returns true when a repair ran.
-   * First contact (no epoch stored yet) adopts the server's epoch after a normal pull.
+   * First contact (no epoch stored yet) adopts the server's epoch when the replica agrees with it, else repairs.
    */
   const resync: Effect.Effect<boolean, SyncError | StorageError> = deps.pullLock.withPermits(1)(
     Effect.gen(function* () {
       const first = yield* caughtUpAgreement
-      if (first.agree) return false
-      if (first.epoch === undefined) {
-        yield* ledger.set("epoch", first.head.epoch)
-        const again = yield* caughtUpAgreement
-        if (again.agree) return false
+      if (first.agree) {
+        if (first.epoch === undefined) yield* ledger.set("epoch", first.head.epoch)
+        return false
       }
-      if (first.epoch !== undefined && first.epoch !== first.head.epoch) {
+      if (first.epoch === undefined) {
+        yield* Effect.logWarning("first contact: this replica's sync bookkeeping does not match the server; resyncing")
+      } else if (first.epoch !== first.head.epoch) {
         yield* Effect.logWarning("the server's epoch changed: its log was replaced; resyncing from scratch")
       } else if (first.cursor > first.head.head) {
         yield* Effect.logWarning(
@@ -172,6 +175,7 @@ export const make = (deps: Deps) => {
       } else {
         yield* Effect.logWarning("this replica and the server disagree on the log; resyncing")
       }
+      // In this order: a crash in between leaves no server seqs under an epoch they do not belong to.
       yield* ledger.resetForEpoch
       yield* ledger.set("epoch", first.head.epoch)
       yield* pullUnlocked
