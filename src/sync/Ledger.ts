@@ -5,7 +5,9 @@
  * - Recording a push result and leaving the outbox happen in ONE transaction, so a crash never loses a pending
  *   event nor forgets that the server has it.
  * - A pulled page, its server seqs and the cursor advance are ONE transaction; the cursor only moves forward
- *   (`resetForEpoch` is the one exception, used when the server's log was replaced).
+ *   (`resetForEpoch` is the one exception, used when the server's log was replaced). A pulled event leaves the outbox.
+ * - `resetForEpoch` forgets the old server and queues every event again in ONE transaction, so no crash point of a
+ *   resync can leave an event that the new server lacks unqueued.
  * - Dead letters leave the event set: the memories they touched are re-folded in the same transaction.
  * Event rows are never touched: all of this lives in other tables.
  */
@@ -52,10 +54,12 @@ export interface Ledger {
   readonly set: (key: string, value: string) => Effect.Effect<void, StorageError>
   /** The digest of the ids this replica knows the server holds at seqs 1..head, and how many there are. */
   readonly confirmed: (head: number) => Effect.Effect<{ readonly count: number; readonly digest: string }, StorageError>
-  /** Forget server seqs and the cursor (the server's log was replaced). */
-  readonly resetForEpoch: Effect.Effect<void, StorageError>
-  /** Queue again every event the server is not known to hold (not dead-lettered, not already pending). */
-  readonly requeueMissing: Effect.Effect<number, StorageError>
+  /**
+   * Start over with the server whose log has `epoch`, in ONE transaction: forget the server seqs and the cursor, adopt
+   * the epoch, and queue every event held here (but dead letters) for pushing, so a crash anywhere in the resync that
+   * follows still re-pushes what the server lacks. Returns how many events were queued again.
+   */
+  readonly resetForEpoch: (epoch: string) => Effect.Effect<number, StorageError>
   readonly counts: Effect.Effect<{ readonly pending: number; readonly deadLetters: number }, StorageError>
   readonly deadLetters: Effect.Effect<ReadonlyArray<DeadLetter>, StorageError>
   /** Re-emit a dead letter's payload as a fresh local event (new id and stamp); returns the new id. */
@@ -136,6 +140,9 @@ export const make = Effect.gen(function* () {
           const added = yield* log.ingest(envelopes)
           yield* view.apply(added)
           yield* raw(() => {
+            // An event the server serves is an event it holds: if it is still queued here (re-queued by a resync),
+            // it need not be pushed again.
+            if (Number(stmts.pending.get()) > 0) for (const e of events) stmts.leave.run(e.id)
             for (const e of events) stmts.seq.run(e.id, e.seq)
             const current = Number(stmts.getKey.get("cursor") ?? 0)
             if (next > current) stmts.setKey.run("cursor", String(next))
@@ -159,22 +166,21 @@ export const make = Effect.gen(function* () {
       return { count: ids.length, digest: Digest.of(ids) }
     })
 
-  const resetForEpoch = raw((db) => {
-    db.exec(`DELETE FROM server_seqs`)
-    stmts.setKey.run("cursor", "0")
-  })
-
-  const requeueMissing = raw(
-    (db) =>
-      db
-        .prepare(
-          `INSERT INTO outbox (seq) SELECT e.seq FROM events e
-           WHERE e.id NOT IN (SELECT event_id FROM server_seqs)
-             AND e.id NOT IN (SELECT event_id FROM dead_letters)
-             AND e.seq NOT IN (SELECT seq FROM outbox)`
-        )
-        .run().changes
-  )
+  const resetForEpoch = (epoch: string) =>
+    inTransaction(
+      raw((db) => {
+        db.exec(`DELETE FROM server_seqs`)
+        stmts.setKey.run("cursor", "0")
+        stmts.setKey.run("epoch", epoch)
+        return db
+          .prepare(
+            `INSERT INTO outbox (seq) SELECT e.seq FROM events e
+             WHERE e.id NOT IN (SELECT event_id FROM dead_letters)
+               AND e.seq NOT IN (SELECT seq FROM outbox)`
+          )
+          .run().changes
+      })
+    )
 
   const counts = raw(() => ({ pending: Number(stmts.pending.get()), deadLetters: Number(stmts.deadCount.get()) }))
 
@@ -223,7 +229,6 @@ export const make = Effect.gen(function* () {
     set,
     confirmed,
     resetForEpoch,
-    requeueMissing,
     counts,
     deadLetters,
     requeue

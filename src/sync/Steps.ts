@@ -175,12 +175,12 @@ export const make = (deps: Deps) => {
       } else {
         yield* Effect.logWarning("this replica and the server disagree on the log; resyncing")
       }
-      // In this order: a crash in between leaves no server seqs under an epoch they do not belong to.
-      yield* ledger.resetForEpoch
-      yield* ledger.set("epoch", first.head.epoch)
+      // Everything is queued again in the same transaction that forgets the old bookkeeping; the pull then takes off
+      // the queue what the server already holds, and the push sends the rest.
+      const requeued = yield* ledger.resetForEpoch(first.head.epoch)
       yield* pullUnlocked
-      const requeued = yield* ledger.requeueMissing
-      if (requeued > 0) yield* Effect.logInfo(`re-pushing ${requeued} events the server does not hold`)
+      if (requeued > 0)
+        yield* Effect.logInfo(`re-checking ${requeued} events against the server; pushing what it lacks`)
       yield* push
       yield* pullUnlocked
       yield* Replay.rebuild().pipe(

@@ -121,11 +121,11 @@ export const nonAtomicPageApply = ledgerWith((real) => ({
 
 /** A resync that drops pending events: forgetting the old server's log empties the outbox, and nothing re-pushes. */
 export const resyncDropsPending = ledgerWith((real, database) => ({
-  resetForEpoch: Effect.zipRight(
-    real.resetForEpoch,
-    database.raw((db) => void db.exec(`DELETE FROM outbox`))
-  ),
-  requeueMissing: Effect.succeed(0)
+  resetForEpoch: (epoch) =>
+    Effect.zipRight(
+      real.resetForEpoch(epoch),
+      database.raw((db) => db.prepare(`DELETE FROM outbox`).run().changes * 0)
+    )
 }))
 
 /** A backoff that never resets: one attempt counter for the replica's whole life, not one per run of a step. */
