@@ -5,6 +5,7 @@
  * Step invariants run after every step; end properties after the heal phase. Each failure names its property, so a
  * shrunk scenario says which promise broke.
  */
+import SqliteDatabase from "better-sqlite3"
 import type Sqlite from "better-sqlite3"
 import { Data, Effect } from "effect"
 import * as Digest from "../domain/Digest.js"
@@ -82,38 +83,49 @@ export interface ReplicaSnapshot {
 }
 
 /** Read a replica's sync state (one pass over its tables, with statements prepared once per connection). */
-export const snapshot = (database: Database) =>
-  database.raw((db): ReplicaSnapshot => {
-    const q = statementsFor(db)
-    const key = (k: string) => {
-      const v = q.key.get(k)
-      return typeof v === "string" ? v : undefined
-    }
-    const ids = new Set(q.ids.all().map(String))
-    const dead = new Map<string, string>()
-    for (const row of q.dead.all()) {
-      const [id, reason] = row as [unknown, unknown]
-      dead.set(String(id), String(reason ?? ""))
-    }
-    const seqs = q.seqs.all().map((row) => {
-      const [id, seq] = row as [unknown, unknown]
-      return [String(id), Number(seq)] as const
-    })
-    const maxHlc = q.maxHlc.get()
-    const outbox = q.outbox.get() as [unknown, unknown, unknown]
-    return {
-      cursor: Number(key("cursor") ?? 0),
-      epoch: key("epoch"),
-      events: ids.size,
-      maxHlc: typeof maxHlc === "string" ? maxHlc : undefined,
-      ids,
-      outbox: Number(outbox[0]),
-      outboxDangling: Number(outbox[1]),
-      outboxDead: Number(outbox[2]),
-      dead,
-      seqs
-    }
+export const snapshot = (database: Database) => database.raw(snapshotOf)
+
+/** Read the sync state a stopped replica left in its file (after a crash: what it will boot from). */
+export const snapshotFile = (filename: string): ReplicaSnapshot => {
+  const db = new SqliteDatabase(filename, { readonly: true })
+  try {
+    return snapshotOf(db)
+  } finally {
+    db.close()
+  }
+}
+
+const snapshotOf = (db: Sqlite.Database): ReplicaSnapshot => {
+  const q = statementsFor(db)
+  const key = (k: string) => {
+    const v = q.key.get(k)
+    return typeof v === "string" ? v : undefined
+  }
+  const ids = new Set(q.ids.all().map(String))
+  const dead = new Map<string, string>()
+  for (const row of q.dead.all()) {
+    const [id, reason] = row as [unknown, unknown]
+    dead.set(String(id), String(reason ?? ""))
+  }
+  const seqs = q.seqs.all().map((row) => {
+    const [id, seq] = row as [unknown, unknown]
+    return [String(id), Number(seq)] as const
   })
+  const maxHlc = q.maxHlc.get()
+  const outbox = q.outbox.get() as [unknown, unknown, unknown]
+  return {
+    cursor: Number(key("cursor") ?? 0),
+    epoch: key("epoch"),
+    events: ids.size,
+    maxHlc: typeof maxHlc === "string" ? maxHlc : undefined,
+    ids,
+    outbox: Number(outbox[0]),
+    outboxDangling: Number(outbox[1]),
+    outboxDead: Number(outbox[2]),
+    dead,
+    seqs
+  }
+}
 
 const statements = new WeakMap<Sqlite.Database, ReturnType<typeof prepare>>()
 const statementsFor = (db: Sqlite.Database) => {

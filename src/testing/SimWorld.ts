@@ -166,36 +166,47 @@ export const boot = (world: World, r: Replica) =>
   })
 
 /** Kill a running replica at this instant (see SimReplica.kill); its crash point, if armed, is spent. */
-export const kill = (world: World, r: Replica) => {
+export const kill = (world: World, r: Replica, reason: "crash" | "restore" = "crash") => {
   if (r.running === undefined) return
   SimReplica.kill(r.running, r.spec, world.network)
   world.network.setHook(r.spec.name, undefined)
   r.zombie = r.running
   r.running = undefined
   r.armed = undefined
-  bump(world, "crash")
+  if (reason === "crash") bump(world, "crash")
 }
 
-/** Close a killed replica's scope. */
+/**
+ * Close a killed replica's scope, then check what it left in its file (P6: after a crash the log has no holes, the
+ * bookkeeping points at events it holds). This is the state it will boot from: a non-atomic write path shows here,
+ * before the next boot's resync can paper over it.
+ */
 export const bury = (world: World, r: Replica) =>
   Effect.gen(function* () {
     const zombie = r.zombie
     if (zombie === undefined) return
     r.zombie = undefined
     yield* SimReplica.bury(zombie, r.spec, world.clock)
+    yield* observeServer(world)
+    const s = SimCheck.snapshotFile(r.spec.filename)
+    yield* Effect.mapError(
+      SimCheck.checkReplica(r.spec.name, s, r.previous, world.track),
+      (e) => new SimCheck.SimFailure({ property: e.property, detail: `after a crash: ${e.detail}` })
+    )
+    r.previous = { cursor: s.cursor, epoch: s.epoch }
   })
 
 /** Crash now: kill, then bury. */
-export const stop = (world: World, r: Replica) =>
+export const stop = (world: World, r: Replica, reason: "crash" | "restore" = "crash") =>
   Effect.suspend(() => {
-    kill(world, r)
+    kill(world, r, reason)
     return bury(world, r)
   })
 
 /** Stop a replica, put its old copy back in place of its file, boot it. */
 export const restore = (world: World, r: Replica) =>
   Effect.gen(function* () {
-    yield* stop(world, r)
+    yield* stop(world, r, "restore")
     yield* SimReplica.restoreFile(r.backupFile, r.spec.filename)
     yield* boot(world, r)
     bump(world, "restore")
