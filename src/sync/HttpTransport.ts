@@ -1,13 +1,23 @@
 /**
  * The real transport: the typed client derived from the shared `SyncApi`, with a per-request timeout, and every
  * failure classified into one typed error (Classify.ts).
+ *
+ * Invariant: every non-2xx response is classified by its status (and Retry-After), whatever its body: the server may
+ * sit behind a proxy that answers 502 in HTML or 429 in plain text. Only a 2xx body that does not decode is a
+ * ProtocolError.
  */
-import { HttpApiClient, HttpClient, HttpClientError, HttpClientRequest } from "@effect/platform"
+import {
+  HttpApiClient,
+  HttpClient,
+  HttpClientError,
+  HttpClientRequest,
+  type HttpClientResponse
+} from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
-import { Clock, Duration, Effect, FiberRef, Layer, ParseResult } from "effect"
+import { Clock, Duration, Effect, FiberRef, Layer, Option, ParseResult, Schema } from "effect"
 import { classify, parseRetryAfter, type Observed } from "./Classify.js"
 import type { SyncError } from "./Errors.js"
-import { BadRequest, Forbidden, PayloadTooLarge, RateLimited, ServerError, SyncApi, Unauthorized } from "./Protocol.js"
+import { SyncApi } from "./Protocol.js"
 import { Transport } from "./Transport.js"
 
 /** Options of the HTTP transport. */
@@ -26,9 +36,16 @@ export const make = (options: Options) =>
   Effect.gen(function* () {
     const client = yield* HttpApiClient.make(SyncApi, {
       baseUrl: options.baseUrl,
-      transformClient: HttpClient.mapRequestEffect((req) =>
-        Effect.map(FiberRef.get(currentToken), (t) => HttpClientRequest.bearerToken(req, t))
-      )
+      transformClient: (c) =>
+        c.pipe(
+          HttpClient.mapRequestEffect((req) =>
+            Effect.map(FiberRef.get(currentToken), (t) => HttpClientRequest.bearerToken(req, t))
+          ),
+          // Every non-2xx answer stops here, before the typed client decodes it against the protocol's error schemas:
+          // a proxy's HTML 502 or a plain-text 429 does not decode as a memsync error, and it is the status that says
+          // what a failure is (Classify.ts), not the body.
+          HttpClient.transformResponse(Effect.flatMap(failUnlessOk))
+        )
     })
     const timeout = Duration.millis(options.timeoutMs ?? 15_000)
 
@@ -51,25 +68,22 @@ export const make = (options: Options) =>
 export const layer = (options: Options): Layer.Layer<Transport> =>
   Layer.effect(Transport, make(options)).pipe(Layer.provide(NodeHttpClient.layerUndici))
 
-/** What a failure of the typed client looked like on the wire. */
+/**
+ * What a failure of the typed client looked like on the wire (pure; `now` resolves an HTTP-date Retry-After).
+ * A non-2xx answer is a `StatusCode` ResponseError carrying its body text (see `failUnlessOk`).
+ */
 export const observe = (e: unknown, now: number): Observed => {
-  if (e instanceof Unauthorized) return { _tag: "Status", status: 401, message: e.message }
-  if (e instanceof Forbidden) return { _tag: "Status", status: 403, message: e.message }
-  if (e instanceof BadRequest) return { _tag: "Status", status: 400, message: e.message }
-  if (e instanceof PayloadTooLarge) return { _tag: "Status", status: 413, message: e.message }
-  if (e instanceof ServerError) return { _tag: "Status", status: 500, message: e.message }
-  if (e instanceof RateLimited) {
-    return { _tag: "Status", status: 429, message: e.message, retryAfterSeconds: e.retryAfterSeconds }
-  }
   if (e instanceof HttpClientError.RequestError) return { _tag: "Network", message: e.message }
   if (e instanceof HttpClientError.ResponseError) {
     const status = e.response.status
+    // Decode / EmptyBody: a 2xx whose body is not what the protocol says.
     if (e.reason !== "StatusCode") return { _tag: "Undecodable", status, message: e.message }
-    const retryAfter = parseRetryAfter(e.response.headers["retry-after"], now)
+    const body = Option.getOrUndefined(decodeErrorBody(e.description ?? ""))
+    const retryAfter = parseRetryAfter(e.response.headers["retry-after"], now) ?? body?.retryAfterSeconds
     return {
       _tag: "Status",
       status,
-      message: e.message,
+      message: body?.message ?? statusMessage(e),
       ...(retryAfter === undefined ? {} : { retryAfterSeconds: retryAfter })
     }
   }
@@ -78,4 +92,43 @@ export const observe = (e: unknown, now: number): Observed => {
     return { _tag: "Timeout", message: "the server did not answer in time" }
   }
   return { _tag: "Undecodable", message: `unexpected failure: ${String(e)}` }
+}
+
+/** The most of a failure body kept for its message. */
+const MAX_BODY_CHARS = 4_096
+
+/**
+ * Pass a 2xx response on; fail any other with a `StatusCode` ResponseError. The body is read here, while the
+ * response is at hand, and carried as the error's `description`: the client's error channel only admits
+ * `HttpClientError`, and `observe` stays pure.
+ */
+const failUnlessOk = (
+  response: HttpClientResponse.HttpClientResponse
+): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.ResponseError> =>
+  response.status >= 200 && response.status < 300
+    ? Effect.succeed(response)
+    : response.text.pipe(
+        Effect.orElseSucceed(() => ""),
+        Effect.flatMap((text) =>
+          Effect.fail(
+            new HttpClientError.ResponseError({
+              reason: "StatusCode",
+              request: response.request,
+              response,
+              description: text.slice(0, MAX_BODY_CHARS)
+            })
+          )
+        )
+      )
+
+/** A memsync error body (`{ _tag, message }`, plus `retryAfterSeconds` on a 429); other servers send anything. */
+const decodeErrorBody = Schema.decodeUnknownOption(
+  Schema.parseJson(Schema.Struct({ message: Schema.String, retryAfterSeconds: Schema.optional(Schema.Number) }))
+)
+
+/** A message for a failure whose body is not a memsync error: the status, and a short plain-text body if any. */
+const statusMessage = (e: HttpClientError.ResponseError): string => {
+  const type = e.response.headers["content-type"] ?? ""
+  const text = type.startsWith("text/plain") ? (e.description ?? "").replace(/\s+/g, " ").trim().slice(0, 200) : ""
+  return `the server answered ${e.response.status} to ${e.methodAndUrl}${text === "" ? "" : `: ${text}`}`
 }
