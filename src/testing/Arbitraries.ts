@@ -40,6 +40,8 @@ export interface EventOptions {
 export interface EventSetOptions extends EventOptions {
   readonly minLength?: number
   readonly maxLength?: number
+  /** fast-check's size: "max" draws lengths uniformly up to `maxLength` (the default, "small", stays near 10). */
+  readonly size?: fc.SizeForArbitrary
 }
 
 /** A number with `-0` mapped to `0` (JSON and SQLite cannot tell them apart). */
@@ -183,7 +185,8 @@ export const eventSet = (options: EventSetOptions = {}): fc.Arbitrary<Array<Memo
   fc.uniqueArray(memoryEvent(options), {
     selector: (e) => e.id,
     minLength: options.minLength ?? 0,
-    maxLength: options.maxLength ?? 30
+    maxLength: options.maxLength ?? 30,
+    ...(options.size === undefined ? {} : { size: options.size })
   })
 
 /** A set of events with distinct ids, some of kinds this build does not know (kept apart for the reference fold). */
@@ -206,7 +209,12 @@ export const mixedEventSet = (
         { weight: Math.max(1, (options.unknownRatio ?? 10) - 1), arbitrary: memoryEvent(options).map(known) },
         { weight: 1, arbitrary: unknownEnvelope(options).map(unknown) }
       ),
-      { selector: (t) => t.envelope.id, minLength: options.minLength ?? 0, maxLength: options.maxLength ?? 30 }
+      {
+        selector: (t) => t.envelope.id,
+        minLength: options.minLength ?? 0,
+        maxLength: options.maxLength ?? 30,
+        ...(options.size === undefined ? {} : { size: options.size })
+      }
     )
     .map((tagged) => ({
       known: tagged.flatMap((t) => (t._tag === "known" ? [t.event] : [])),
