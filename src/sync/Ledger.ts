@@ -9,6 +9,8 @@
  * - `resetForEpoch` forgets the old server and queues every event again in ONE transaction, so no crash point of a
  *   resync can leave an event that the new server lacks unqueued.
  * - Dead letters leave the event set: the memories they touched are re-folded in the same transaction.
+ * - A requeue's fresh event and the dead letter's `requeued_as` are ONE transaction: a dead letter is never listed
+ *   after its payload was re-emitted.
  * Event rows are never touched: all of this lives in other tables.
  */
 import { Context, Effect, Layer, Schema } from "effect"
@@ -204,21 +206,26 @@ export const make = Effect.gen(function* () {
       })
   )
 
+  // One transaction: the fresh event and `requeued_as` commit together (emit's own transaction becomes a savepoint),
+  // so a crash can never leave the dead letter listed after its payload was re-emitted (a second requeue would then
+  // send it twice).
   const requeue = (eventId: string) =>
-    Effect.gen(function* () {
-      const original = yield* raw((db) => {
-        const row = db
-          .prepare(
-            `SELECT * FROM events WHERE id = ? AND id IN (SELECT event_id FROM dead_letters WHERE requeued_as IS NULL)`
-          )
-          .get(eventId)
-        return row === undefined ? undefined : decodeRow(row)
+    inTransaction(
+      Effect.gen(function* () {
+        const original = yield* raw((db) => {
+          const row = db
+            .prepare(
+              `SELECT * FROM events WHERE id = ? AND id IN (SELECT event_id FROM dead_letters WHERE requeued_as IS NULL)`
+            )
+            .get(eventId)
+          return row === undefined ? undefined : decodeRow(row)
+        })
+        if (original === undefined) return yield* new DeadLetterNotFound({ eventId })
+        const fresh = yield* store.emit(original.type, original.version, original.payload)
+        yield* raw((db) => db.prepare(`UPDATE dead_letters SET requeued_as = ? WHERE event_id = ?`).run(fresh, eventId))
+        return fresh
       })
-      if (original === undefined) return yield* new DeadLetterNotFound({ eventId })
-      const fresh = yield* store.emit(original.type, original.version, original.payload)
-      yield* raw((db) => db.prepare(`UPDATE dead_letters SET requeued_as = ? WHERE event_id = ?`).run(fresh, eventId))
-      return fresh
-    })
+    )
 
   return Ledger.of({
     outboxBatch: (limit) => raw(() => stmts.outbox.all(limit).map(decodeRow)),

@@ -5,6 +5,7 @@
 import { Context, Effect, Layer, TestClock } from "effect"
 import * as IdGenerator from "../../src/domain/IdGenerator.js"
 import * as ServerLog from "../../src/server/ServerLog.js"
+import { Database } from "../../src/store/Database.js"
 import * as MemoryStore from "../../src/store/MemoryStore.js"
 import * as SyncEngine from "../../src/sync/SyncEngine.js"
 import * as MemoryTransport from "../../src/testing/MemoryTransport.js"
@@ -24,7 +25,7 @@ export interface ReplicaOptions {
   readonly tokens?: Record<string, string>
 }
 
-/** A replica in the current scope: its store, its engine and the controls of its transport. */
+/** A replica in the current scope: its store, its database, its engine and the controls of its transport. */
 export const makeReplica = (server: ServerLog.Service, options: ReplicaOptions = {}) =>
   Effect.gen(function* () {
     const store = MemoryStore.layerWithIds({
@@ -38,6 +39,7 @@ export const makeReplica = (server: ServerLog.Service, options: ReplicaOptions =
     const ctx = yield* Layer.build(engine)
     return {
       store: Context.get(ctx, MemoryStore.MemoryStore),
+      database: Context.get(ctx, Database),
       engine: Context.get(ctx, SyncEngine.SyncEngine),
       controls: Context.get(ctx, MemoryTransport.MemoryTransportControls)
     }
