@@ -5,14 +5,16 @@
  *
  * Invariants:
  * - One value never affects another: each is admitted or rejected alone, so one bad event cannot block its batch.
- * - Checks run in a fixed order (envelope, size, payload, clock) so a value has exactly one reason.
+ * - Checks run in a fixed order (envelope, nesting depth, size, payload, clock) so a value has exactly one reason.
+ * - Nothing here recurses on the shape of a pushed value: a payload nested deeper than `Events.MAX_DEPTH` is refused
+ *   before anything (JSON.stringify, schema error messages) walks it, so one hostile event cannot fail the batch.
  * - A (type, version) this build does not know is admitted when its envelope is valid (forward compatibility).
  * - `bodyHash` is the SHA-256 of the canonical JSON of the envelope fields only: key order and unknown extra fields
  *   do not change it, so "the same event" means the same id, type, version, payload, hlc and clientId.
  */
 import { Either } from "effect"
 import { createHash } from "node:crypto"
-import { canonicalJson, classify, decodeEnvelope, memoryIdOf } from "../domain/Events.js"
+import { canonicalJson, classify, decodeEnvelope, depthProblem, memoryIdOf } from "../domain/Events.js"
 import * as Hlc from "../domain/Hlc.js"
 import type { RejectReason } from "../sync/Protocol.js"
 
@@ -55,6 +57,9 @@ export const admit = (raw: unknown, now: number, limits: Limits): Either.Either<
   // `Schema.Unknown` lets a missing key through; a stored event always has a JSON payload.
   if (envelope.payload === undefined)
     return Either.left({ id: envelope.id, reason: "invalid", message: "payload is missing" })
+  // Before anything walks the payload: storing it (JSON.stringify) and serving it recurse on its depth.
+  const deep = depthProblem(envelope.payload)
+  if (deep !== undefined) return Either.left({ id: envelope.id, reason: "invalid", message: deep })
   const canonical = canonicalJson(envelope)
   const bytes = Buffer.byteLength(canonical, "utf8")
   if (bytes > limits.maxEventBytes) {

@@ -8,7 +8,7 @@
  * Callers run appends inside the same transaction as the materializer (see MemoryStore).
  */
 import { Context, Effect, Layer, Predicate, Schema } from "effect"
-import { decodeEnvelope, memoryIdOf, type Envelope } from "../domain/Events.js"
+import { decodeEnvelope, memoryIdOf, toJson, type Envelope } from "../domain/Events.js"
 import { Database } from "./Database.js"
 import type { StorageError } from "./Errors.js"
 
@@ -116,7 +116,8 @@ export const params = (e: Envelope): [string, string, number, string | null, str
   memoryIdOf(e) ?? null,
   e.hlc,
   e.clientId,
-  JSON.stringify(e.payload)
+  // Not JSON.stringify: a pulled payload may nest deeper than its recursion can go, and must still be stored.
+  toJson(e.payload)
 ]
 
 const decodeEventRow = Schema.decodeUnknownSync(EventRow)

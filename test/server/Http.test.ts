@@ -7,7 +7,7 @@ import { HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schema, Stream, TestClock } from "effect"
 import * as Digest from "../../src/domain/Digest.js"
-import type { PulledEvent } from "../../src/sync/Protocol.js"
+import { type PulledEvent, PushResponse } from "../../src/sync/Protocol.js"
 import { makeEvent, makeEvents, T0, type WireEvent } from "./fixtures.js"
 import { client, layerServer, raw, TOKEN_A, TOKEN_B } from "./harness.js"
 
@@ -30,6 +30,19 @@ const pullAll = (c: Effect.Effect.Success<ReturnType<typeof client>>, limit = 10
 const ErrorBody = Schema.Struct({ _tag: Schema.String, message: Schema.String })
 const errorBody = (response: HttpClientResponse.HttpClientResponse) =>
   HttpClientResponse.schemaBodyJson(ErrorBody)(response)
+
+/** A push body written by hand: the typed client's JSON.stringify would itself overflow on the deepest values. */
+const pushBody = (events: ReadonlyArray<WireEvent | string>) =>
+  `{"events":[${events.map((e) => (typeof e === "string" ? e : JSON.stringify(e))).join(",")}]}`
+
+/** The JSON of `event` with its payload replaced by the given JSON text. */
+const withRawPayload = (event: WireEvent, payload: string) =>
+  JSON.stringify({ ...event, payload: "@payload@" }).replace('"@payload@"', payload)
+
+const summarize = (response: PushResponse) =>
+  response.results.map((r) =>
+    r.status === "rejected" ? `${r.id}:rejected:${r.reason}` : `${r.id}:${r.status}:${r.seq}`
+  )
 
 const postPush = (body: string, token: string = TOKEN_A) =>
   raw(
@@ -320,6 +333,71 @@ describe("sync server over HTTP", () => {
       yield* TestClock.adjust("2 seconds")
       yield* a.sync.head()
     }).pipe(Effect.provide(layerServer({ rateLimit: { perSecond: 0.5, burst: 2 } })))
+  )
+
+  it.effect("a deeply nested payload is rejected on its own: the rest of its batch is stored", () =>
+    Effect.gen(function* () {
+      yield* TestClock.setTime(NOW)
+      // The audit's case: 3 events, the middle one's payload 3000 arrays deep (a 6.8 KB body). It used to overflow the
+      // stack while hashing, fail the whole push with an empty 500 and lose both good events.
+      const [good, middle, good2] = makeEvents(3)
+      const deep = (n: number) => "[".repeat(n) + "]".repeat(n)
+      const body = pushBody([good!, withRawPayload(middle!, deep(3000)), good2!])
+      assert.isBelow(body.length, 8 * 1024)
+      const response = yield* postPush(body)
+      assert.strictEqual(response.status, 200)
+      const result = yield* HttpClientResponse.schemaBodyJson(PushResponse)(response)
+      assert.deepStrictEqual(summarize(result), [
+        `${good!.id}:accepted:1`,
+        `${middle!.id}:rejected:invalid`,
+        `${good2!.id}:accepted:2`
+      ])
+      const [, rejected] = result.results
+      assert.match(rejected?.status === "rejected" ? rejected.message : "", /nesting depth limit is 64/)
+
+      // Every way in: an unknown type (no payload schema), far deeper, a whole event that is only nesting, and the
+      // boundary (64 levels pass, 65 do not).
+      const unknownType = (n: number): WireEvent => ({ ...makeEvent(n), type: "memory.pinned" })
+      const cases = [
+        withRawPayload(unknownType(10), deep(100_000)),
+        withRawPayload(makeEvent(11), `{"id":"m","patch":{"tags":${deep(5000)}},"updatedAt":1}`),
+        deep(50_000),
+        withRawPayload(unknownType(12), deep(64)),
+        withRawPayload(unknownType(13), deep(65)),
+        JSON.stringify(makeEvent(14))
+      ]
+      const mixed = yield* postPush(`{"events":[${cases.join(",")}]}`)
+      assert.strictEqual(mixed.status, 200)
+      assert.deepStrictEqual(summarize(yield* HttpClientResponse.schemaBodyJson(PushResponse)(mixed)), [
+        `${unknownType(10).id}:rejected:invalid`,
+        `${makeEvent(11).id}:rejected:invalid`,
+        `:rejected:invalid`,
+        `${unknownType(12).id}:accepted:3`,
+        `${unknownType(13).id}:rejected:invalid`,
+        `${makeEvent(14).id}:accepted:4`
+      ])
+      const a = yield* client(TOKEN_A)
+      const page = yield* a.sync.pull({ urlParams: { after: 0, limit: 10 } })
+      assert.deepStrictEqual(
+        page.events.map((e) => e.id),
+        [good!.id, good2!.id, unknownType(12).id, makeEvent(14).id]
+      )
+    }).pipe(Effect.provide(layerServer()))
+  )
+
+  it.effect("a push body that is only deep nesting is a 400 with a message, not a crash", () =>
+    Effect.gen(function* () {
+      for (const body of [
+        "[".repeat(100_000) + "]".repeat(100_000),
+        `{"events":${'{"a":'.repeat(50_000)}1${"}".repeat(50_000)}}`
+      ]) {
+        const response = yield* postPush(body)
+        assert.strictEqual(response.status, 400)
+        const error = yield* errorBody(response)
+        assert.strictEqual(error._tag, "BadRequest")
+        assert.match(error.message, /push body must be/)
+      }
+    }).pipe(Effect.provide(layerServer()))
   )
 
   it.effect("the OpenAPI document is served", () =>

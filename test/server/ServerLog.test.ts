@@ -39,6 +39,28 @@ describe("ServerLog", () => {
     })
   )
 
+  it.scoped("a deeply nested payload is rejected on its own; its batch is stored", () =>
+    Effect.gen(function* () {
+      yield* TestClock.setTime(NOW)
+      const log = yield* build(ServerLog.layerMemory())
+      let deep: unknown = []
+      for (let i = 1; i < 100_000; i++) deep = [deep]
+      const [a, b, c, d] = makeEvents(4)
+      const r = yield* log.push("s", [a, { ...b!, payload: deep }, c, { ...d!, type: "memory.pinned", payload: deep }])
+      assert.deepStrictEqual(
+        r.results.map((x) => `${x.status}:${x.status === "rejected" ? x.reason : x.seq}`),
+        ["accepted:1", "rejected:invalid", "accepted:2", "rejected:invalid"]
+      )
+      for (const x of r.results) if (x.status === "rejected") assert.match(x.message, /nesting depth limit is 64/)
+      // A payload at the limit is stored (for a type whose payload has no schema here).
+      let atLimit: unknown = {}
+      for (let i = 1; i < 64; i++) atLimit = { x: atLimit }
+      const ok = yield* log.push("s", [{ ...makeEvent(9), type: "memory.pinned", payload: atLimit }])
+      assert.strictEqual(ok.results[0]?.status, "accepted")
+      assert.deepStrictEqual((yield* log.pull("s", 2, 1)).events[0]?.payload, atLimit)
+    })
+  )
+
   it.scoped("the digest is kept incrementally and equals Digest.of over the ids 1..head", () =>
     Effect.gen(function* () {
       yield* TestClock.setTime(NOW)

@@ -3,7 +3,7 @@ import { Chunk, Effect, Either, FastCheck as fc, Fiber, Layer, Option, Random, S
 import type { Envelope } from "../../src/domain/Events.js"
 import * as Hlc from "../../src/domain/Hlc.js"
 import * as IdGenerator from "../../src/domain/IdGenerator.js"
-import { withDefaults, type CreateInput, type Memory } from "../../src/domain/Memory.js"
+import { withDefaults, type CreateInput, type Memory, type Patch } from "../../src/domain/Memory.js"
 import * as Database from "../../src/store/Database.js"
 import type { StorageError, ValidationError } from "../../src/store/Errors.js"
 import * as Materializer from "../../src/store/Materializer.js"
@@ -425,6 +425,64 @@ describe("MemoryStore.ingest", () => {
       const [, mine] = yield* store.history("r1")
       assert.isTrue(mine!.hlc > created.hlc, `${mine!.hlc} > ${created.hlc}`)
       assert.strictEqual(Hlc.decode(mine!.hlc)?.wall, ahead)
+    }).pipe(Effect.provide(fresh()))
+  )
+})
+
+describe("MemoryStore: deeply nested input", () => {
+  // A payload thousands of arrays deep overflowed the call stack in Effect's schema error formatter (a defect that
+  // crashed the ingest); the store must answer with typed results instead.
+  const deep = (n: number): unknown => {
+    let v: unknown = []
+    for (let i = 1; i < n; i++) v = [v]
+    return v
+  }
+
+  it.effect("ingest stores deep events, skips them in the view and keeps going", () =>
+    Effect.gen(function* () {
+      const store = yield* MemoryStore.MemoryStore
+      const view = yield* Materializer.Materializer
+      const good = remote({
+        id: eid(3),
+        type: "memory.updated",
+        payload: { id: "r1", patch: { content: "fine" }, updatedAt: 2 }
+      })
+      const events = [
+        remote({ id: eid(1), type: "memory.created", payload: { id: "r1", content: "x", tags: deep(5000) } }),
+        remote({ id: eid(2), type: "memory.updated", payload: deep(5000) }),
+        remote({ id: eid(4), type: "memory.archived", payload: { id: "r1", why: deep(5000) } }),
+        good
+      ]
+      const added = yield* store.ingest(events)
+      assert.deepStrictEqual(
+        added.map((e) => e.id),
+        events.map((e) => e.id)
+      )
+      // Only the valid update reaches the view (it has no create, so the memory stays hidden).
+      const states = yield* view.readStates()
+      assert.deepStrictEqual(Array.from(states.keys()), ["r1"])
+      assert.isFalse(states.get("r1")!.created)
+      // The log still reads back and replays.
+      assert.strictEqual((yield* store.history("r1")).length, 3)
+      yield* Replay.rebuild()
+      assert.isTrue((yield* Replay.verify()).ok)
+    }).pipe(Effect.provide(fresh()))
+  )
+
+  it.effect("deep fields in a create or update are ValidationErrors, not crashes", () =>
+    Effect.gen(function* () {
+      const store = yield* MemoryStore.MemoryStore
+      const m = yield* store.create({ content: "keep me" })
+      // The casts stand for a JavaScript caller, who can pass anything whatever the types say.
+      const attempts = [
+        store.create({ content: deep(100_000) } as CreateInput),
+        store.create({ content: "x", tags: deep(100_000) } as CreateInput),
+        store.update(m.id, { tags: deep(100_000) } as Patch)
+      ]
+      for (const attempt of attempts) {
+        const e = yield* failsCleanly(attempt, "ValidationError")
+        assert.include(e.message, "nesting depth limit")
+      }
     }).pipe(Effect.provide(fresh()))
   )
 })
