@@ -14,6 +14,7 @@
  *   A batch over the count limit is `PayloadTooLarge` from ServerLog.
  * - 400 on a bad pull query: HttpApi's own `HttpApiDecodeError` (`{ _tag, message, issues }`).
  * - 404: unknown routes answer JSON `{ _tag: "NotFound", message }` instead of an empty body.
+ * - 500: a defect answers JSON `{ _tag: "ServerError", message }` and is logged with its cause (`layerErrors`).
  */
 import { HttpApiBuilder, HttpApp, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Cause, Clock, Context, Effect, Exit, Layer, Option, Ref, Schema, Stream } from "effect"
@@ -113,8 +114,12 @@ export const layerHealth = HttpApiBuilder.group(SyncApi, "health", (handlers) =>
   handlers.handle("health", () => Effect.succeed({ status: "ok" as const }))
 )
 
-/** Unknown routes answer a JSON 404 like every other error. */
-export const layerNotFound: Layer.Layer<never> = HttpApiBuilder.middleware((app) =>
+/**
+ * What the protocol's errors do not cover still answers JSON `{ _tag, message }`: an unknown route is a 404
+ * `NotFound`, and a defect (an unexpected exception in a handler) is logged with its cause and answered as a 500
+ * `ServerError` instead of the platform's empty 500. Typed errors pass through, to be encoded with their schema.
+ */
+export const layerErrors: Layer.Layer<never> = HttpApiBuilder.middleware((app) =>
   Effect.catchAllCause(app, (cause) => {
     // The app is typed as never failing; the router still fails with RouteNotFound at run time.
     const failure: unknown = Option.getOrUndefined(Cause.failureOption(cause))
@@ -123,7 +128,17 @@ export const layerNotFound: Layer.Layer<never> = HttpApiBuilder.middleware((app)
         Effect.orDie
       )
     }
-    return Effect.failCause(cause)
+    // A client that went away interrupts its request: there is no one to answer.
+    if (failure !== undefined || Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+    return Effect.logError("unexpected failure while handling a request", cause).pipe(
+      Effect.zipRight(
+        HttpServerResponse.json(
+          { _tag: "ServerError", message: "unexpected server failure (the server log has the details)" },
+          { status: 500 }
+        )
+      ),
+      Effect.orDie
+    )
   })
 )
 

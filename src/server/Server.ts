@@ -46,7 +46,7 @@ export const layerApp = (limits: Partial<Handlers.HttpLimits> = {}) => {
   )
   return HttpApiBuilder.serve(Handlers.requestLogger).pipe(
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: OPENAPI_PATH })),
-    Layer.provide(Handlers.layerNotFound),
+    Layer.provide(Handlers.layerErrors),
     Layer.provide(api)
   )
 }

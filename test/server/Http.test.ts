@@ -5,11 +5,12 @@
  */
 import { HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema, Stream, TestClock } from "effect"
+import { Cause, Effect, Layer, Logger, Schema, Stream, TestClock } from "effect"
 import * as Digest from "../../src/domain/Digest.js"
+import * as ServerLog from "../../src/server/ServerLog.js"
 import { type PulledEvent, PushResponse } from "../../src/sync/Protocol.js"
 import { makeEvent, makeEvents, T0, type WireEvent } from "./fixtures.js"
-import { client, layerServer, raw, TOKEN_A, TOKEN_B } from "./harness.js"
+import { client, layerServer, layerServerOver, raw, TOKEN_A, TOKEN_B } from "./harness.js"
 
 const NOW = T0 + 60 * 60 * 1000
 
@@ -399,6 +400,42 @@ describe("sync server over HTTP", () => {
       }
     }).pipe(Effect.provide(layerServer()))
   )
+
+  it.effect("an unexpected failure in a handler answers 500 with a JSON { _tag, message } body, and is logged", () => {
+    const logs: Array<string> = []
+    const capture = Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ cause, message }) => logs.push(`${String(message)} ${Cause.pretty(cause)}`))
+    )
+    // A log whose every call dies: a defect, not one of the protocol's errors.
+    const broken = ServerLog.ServerLog.of({
+      epoch: "e",
+      limits: ServerLog.DEFAULT_LIMITS,
+      push: () => Effect.die(new RangeError("planted defect in push")),
+      pull: () => Effect.die(new Error("planted defect in pull")),
+      pullJson: () => Effect.die(new Error("planted defect in pull")),
+      head: () => Effect.sync(() => JSON.parse("{ not json"))
+    })
+    return Effect.gen(function* () {
+      const push = yield* postPush(pushBody([makeEvent(1)]))
+      assert.strictEqual(push.status, 500)
+      const error = yield* errorBody(push)
+      assert.strictEqual(error._tag, "ServerError")
+      assert.isAbove(error.message.length, 0)
+      // The typed client reads it as the protocol's ServerError (which a sync client retries).
+      const a = yield* client(TOKEN_A)
+      const pulled = yield* Effect.flip(a.sync.pull({ urlParams: { after: 0, limit: 10 } }))
+      assert.strictEqual(pulled._tag, "ServerError")
+      const head = yield* raw(HttpClientRequest.get("/v1/head").pipe(HttpClientRequest.bearerToken(TOKEN_A)))
+      assert.deepStrictEqual([head.status, (yield* errorBody(head))._tag], [500, "ServerError"])
+      // Each defect is logged with its cause; the request line says 500.
+      const all = logs.join("\n")
+      assert.include(all, "planted defect in push")
+      assert.include(all, "planted defect in pull")
+      assert.include(all, "SyntaxError")
+      assert.match(all, /POST \/v1\/push 500/)
+    }).pipe(Effect.provide(layerServerOver(Layer.succeed(ServerLog.ServerLog, broken)).pipe(Layer.provide(capture))))
+  })
 
   it.effect("the OpenAPI document is served", () =>
     Effect.gen(function* () {

@@ -9,7 +9,7 @@ import * as Auth from "../../src/server/Auth.js"
 import type { HttpLimits } from "../../src/server/Handlers.js"
 import * as RateLimit from "../../src/server/RateLimit.js"
 import * as Server from "../../src/server/Server.js"
-import type * as ServerLog from "../../src/server/ServerLog.js"
+import * as ServerLog from "../../src/server/ServerLog.js"
 import { SyncApi } from "../../src/sync/Protocol.js"
 
 /** Tokens of the test server: two spaces. */
@@ -40,6 +40,16 @@ export const layerServer = (options: TestServerOptions = {}) =>
         ...(options.limits === undefined ? {} : { limits: options.limits })
       })
     )
+  )
+
+/**
+ * The server app over a given `ServerLog` (e.g. one that fails in a way the real one cannot), with the test tokens and
+ * no rate limit.
+ */
+export const layerServerOver = (log: Layer.Layer<ServerLog.ServerLog>) =>
+  Server.layerApp().pipe(
+    Layer.provideMerge(NodeHttpServer.layerTest),
+    Layer.provideMerge(Layer.mergeAll(log, Auth.layer(TOKENS), RateLimit.layer({ perSecond: 0, burst: 0 })))
   )
 
 /** A typed client sending `token` (or no Authorization header). */
