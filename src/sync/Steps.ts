@@ -70,11 +70,20 @@ export const make = (deps: Deps) => {
       })
     )
 
+  /**
+   * Bumped by a resync just before it forgets the old server's bookkeeping. A push whose answer came from the server
+   * as it was before (the answer arrived, then a resync ran before it was recorded) must not record that answer: its
+   * seqs may name another log. Checked inside the recording transaction, so the two cannot interleave; a plain
+   * variable is enough, since an answer in flight does not outlive the process.
+   */
+  let generation = 0
+
   const push: Effect.Effect<PushCounts, SyncError | StorageError> = Effect.gen(function* () {
     let pushed = 0
     let rejected = 0
     let size = deps.batchSize
     while (true) {
+      const sentIn = generation
       const batch = yield* ledger.outboxBatch(size)
       if (batch.length === 0) break
       const envelopes = batch.map(({ seq: _seq, ...e }) => e)
@@ -95,7 +104,12 @@ export const make = (deps: Deps) => {
       if (results.length === 0) {
         return yield* new ProtocolError({ message: "the server answered a push without a result for its events" })
       }
-      const outcome = yield* ledger.recordPush(results, yield* Clock.currentTimeMillis)
+      const now = yield* Clock.currentTimeMillis
+      const outcome = yield* deps.database.transaction(
+        Effect.suspend(() => (generation === sentIn ? ledger.recordPush(results, now) : Effect.succeed(undefined)))
+      )
+      // Stale: the events stay queued, and the resync that ran meanwhile pushes them to the server as it is now.
+      if (outcome === undefined) break
       pushed += outcome.acked
       rejected += outcome.rejected.length
       yield* deps.onProgress("push")
@@ -129,12 +143,22 @@ export const make = (deps: Deps) => {
     const epoch = yield* ledger.get("epoch")
     const cursor = yield* ledger.cursor
     const mine = yield* ledger.confirmed(head.head)
+    // A server seq recorded here beyond the server's head (a push it acknowledged, then lost with a restore, or an
+    // answer from a log that was since replaced) means the server lacks an event this replica thinks it holds.
+    const recordedUpTo = yield* deps.database.raw((db) =>
+      Number(db.prepare(`SELECT coalesce(max(seq), 0) FROM server_seqs`).pluck().get())
+    )
     // First contact (no epoch stored yet) is judged as if this replica had the server's epoch: it is adopted only
     // once the bookkeeping agrees with this server (it may come from pulls made before, from another server).
     const sameEpoch = (epoch ?? head.epoch) === head.epoch
     // A cursor past the server's head means the server lost events this replica pulled from it (a server restored
     // from a backup keeps its epoch): the digest of the shorter prefix can still match, but that is no agreement.
-    const agree = sameEpoch && cursor <= head.head && mine.count === head.head && mine.digest === head.digest
+    const agree =
+      sameEpoch &&
+      cursor <= head.head &&
+      recordedUpTo <= head.head &&
+      mine.count === head.head &&
+      mine.digest === head.digest
     // The server got events after our pull (another replica pushed): not evidence of disagreement yet.
     const moved = sameEpoch && cursor < head.head
     return { head, epoch, cursor, agree, moved }
@@ -177,6 +201,7 @@ export const make = (deps: Deps) => {
       }
       // Everything is queued again in the same transaction that forgets the old bookkeeping; the pull then takes off
       // the queue what the server already holds, and the push sends the rest.
+      generation++
       const requeued = yield* ledger.resetForEpoch(first.head.epoch)
       yield* pullUnlocked
       if (requeued > 0)
