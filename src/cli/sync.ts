@@ -3,7 +3,7 @@
  * Exit codes: 0 synced · 3 auth failed · 4 server unreachable or transient failure (pending kept) · 5 dead-lettered.
  */
 import { Command, Options } from "@effect/cli"
-import { Config, Console, Effect, Layer, Option, Stream } from "effect"
+import { Config, Console, Effect, Layer, Logger, LogLevel, Option, Stream } from "effect"
 import * as HttpTransport from "../sync/HttpTransport.js"
 import * as Ledger from "../sync/Ledger.js"
 import * as SyncEngine from "../sync/SyncEngine.js"
@@ -77,8 +77,16 @@ const sync = Command.make(
           )
           return
         }
+        const before = yield* engine.ledger.counts
         const summary = yield* engine.syncNow
         yield* engine.ledger.set("server_url", url)
+        const after = yield* engine.ledger.counts
+        // New conflicts were logged as they were found; older ones are recalled on every sync until dealt with.
+        if (after.idConflicts > 0 && after.idConflicts <= before.idConflicts) {
+          yield* note(`warning: ${conflictReminder(after.idConflicts)}`)
+        }
+        // A pulled id conflict dead-letters this replica's version without a push being rejected in this run.
+        const deadLettered = Math.max(summary.rejected, after.deadLetters - before.deadLetters)
         yield* output(
           a.json,
           summary,
@@ -86,13 +94,13 @@ const sync = Command.make(
             `synced with ${url}: pushed ${summary.pushed}, pulled ${summary.pulled}, rejected ${summary.rejected}` +
             `${summary.resynced ? " (resynced)" : ""} in ${summary.durationMs} ms`
         )
-        if (summary.rejected > 0) {
+        if (deadLettered > 0) {
           return yield* new DeadLettered({
-            count: summary.rejected,
-            message: `${summary.rejected} events were rejected by the server (see memsync dead-letters)`
+            count: deadLettered,
+            message: `${deadLettered} events were rejected by the server (see memsync dead-letters)`
           })
         }
-      }).pipe(Effect.provide(layer))
+      }).pipe(Effect.provide(layer), Effect.provide(stderrLogger))
     })
 ).pipe(Command.withDescription("push local events and pull remote ones (once, or --watch)"))
 
@@ -104,6 +112,7 @@ const status = Command.make("status", { db, json }, (a) =>
     const report = {
       pending: counts.pending,
       deadLetters: counts.deadLetters,
+      idConflicts: counts.idConflicts,
       cursor: yield* ledger.cursor,
       epoch: yield* ledger.get("epoch"),
       serverUrl: yield* ledger.get("server_url"),
@@ -116,6 +125,7 @@ const status = Command.make("status", { db, json }, (a) =>
         `server        ${report.serverUrl ?? "(none yet)"}`,
         `pending       ${report.pending}`,
         `dead letters  ${report.deadLetters}`,
+        `id conflicts  ${report.idConflicts}${report.idConflicts > 0 ? `  (${conflictReminder(report.idConflicts)})` : ""}`,
         `cursor        ${report.cursor}`,
         `epoch         ${report.epoch ?? "(unknown)"}`,
         `last push     ${when(report.lastPushAt)}`,
@@ -158,6 +168,24 @@ const deadLetters = Command.make(
       )
     }).pipe(Effect.provide(Ledger.layer.pipe(Layer.provideMerge(storeLayer(a.db, { create: false })))))
 ).pipe(Command.withDescription("events the server rejected; --requeue ID or --requeue-all to send them again"))
+
+/**
+ * The engine's warnings and errors, as `memsync: warning: ...` lines on stderr: stdout carries the command's output
+ * (`--json` must stay parseable), and `Console.error` is silenced around the CLI run (bin.ts). Below warning is noise
+ * for a command line.
+ */
+const stderrLogger = Logger.replace(
+  Logger.defaultLogger,
+  Logger.make(({ logLevel, message }) => {
+    if (!LogLevel.greaterThanEqual(logLevel, LogLevel.Warning)) return
+    const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+    process.stderr.write(`memsync: ${logLevel.label.toLowerCase()}: ${text}\n`)
+  })
+)
+
+const conflictReminder = (n: number): string =>
+  `the server holds another body under ${n} event id${n === 1 ? "" : "s"} of this replica, so this replica's view ` +
+  `differs from the server's: see docs/sync.md, "ID conflicts"`
 
 /** The sync commands. */
 export const syncCommands = [sync, status, deadLetters] as const

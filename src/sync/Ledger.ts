@@ -11,15 +11,20 @@
  * - Dead letters leave the event set: the memories they touched are re-folded in the same transaction.
  * - A requeue's fresh event and the dead letter's `requeued_as` are ONE transaction: a dead letter is never listed
  *   after its payload was re-emitted.
+ * - An id conflict (the server serves, under an id held here, another body) is never silent: in the page's
+ *   transaction the local version is dead-lettered (`id-conflict`, as the server answers its push) and the conflict is
+ *   recorded once; it is counted in `counts` and logged as a warning. The server's version cannot be held here (the
+ *   log is keyed by id and append-only), so this replica's view differs from the server's for that event until the
+ *   replica is re-created from the server (docs/sync.md, "ID conflicts").
  * Event rows are never touched: all of this lives in other tables.
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import { Clock, Context, Effect, Layer, Schema } from "effect"
 import * as Digest from "../domain/Digest.js"
 import type { Envelope } from "../domain/Events.js"
-import { memoryIdOf } from "../domain/Events.js"
+import { canonicalJson, memoryIdOf } from "../domain/Events.js"
 import { Database } from "../store/Database.js"
 import { StorageError } from "../store/Errors.js"
-import { decodeRow, EventLog, type StoredEvent } from "../store/EventLog.js"
+import { decodeRow, EventLog, EventRow, type StoredEvent } from "../store/EventLog.js"
 import { Materializer } from "../store/Materializer.js"
 import { MemoryStore } from "../store/MemoryStore.js"
 import * as Replay from "../store/Replay.js"
@@ -43,6 +48,14 @@ export interface PushOutcome {
   readonly rejected: ReadonlyArray<{ readonly id: string; readonly reason: string; readonly message: string }>
 }
 
+/** What `counts` reports. */
+export interface Counts {
+  readonly pending: number
+  readonly deadLetters: number
+  /** Ids under which the server holds another body than this replica: the views differ there. */
+  readonly idConflicts: number
+}
+
 /** The ledger service. */
 export interface Ledger {
   /** The oldest pending events, in local order. */
@@ -62,7 +75,8 @@ export interface Ledger {
    * follows still re-pushes what the server lacks. Returns how many events were queued again.
    */
   readonly resetForEpoch: (epoch: string) => Effect.Effect<number, StorageError>
-  readonly counts: Effect.Effect<{ readonly pending: number; readonly deadLetters: number }, StorageError>
+  /** Pending events, listed dead letters, and id conflicts with the current server (see the header). */
+  readonly counts: Effect.Effect<Counts, StorageError>
   readonly deadLetters: Effect.Effect<ReadonlyArray<DeadLetter>, StorageError>
   /** Re-emit a dead letter's payload as a fresh local event (new id and stamp); returns the new id. */
   readonly requeue: (eventId: string) => Effect.Effect<string, StorageError | DeadLetterNotFound>
@@ -94,7 +108,18 @@ export const make = Effect.gen(function* () {
     ),
     confirmed: db.prepare(`SELECT event_id FROM server_seqs WHERE seq <= ?`).pluck(),
     pending: db.prepare(`SELECT count(*) FROM outbox`).pluck(),
-    deadCount: db.prepare(`SELECT count(*) FROM dead_letters WHERE requeued_as IS NULL`).pluck()
+    deadCount: db.prepare(`SELECT count(*) FROM dead_letters WHERE requeued_as IS NULL`).pluck(),
+    // The common case, our own event served back, matches byte for byte (the server stores the payload text it got).
+    identical: db
+      .prepare(
+        `SELECT count(*) FROM events
+         WHERE id = ? AND type = ? AND version = ? AND hlc = ? AND client_id = ? AND payload = ?`
+      )
+      .pluck(),
+    held: db.prepare(`SELECT * FROM events WHERE id = ?`),
+    // Conflicts live in sync_state under a key prefix: the sync bookkeeping's key/value table, so no migration.
+    conflict: db.prepare(`INSERT INTO sync_state (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING`),
+    conflictCount: db.prepare(`SELECT count(*) FROM sync_state WHERE key GLOB '${CONFLICT_KEY}*'`).pluck()
   }))
 
   const inTransaction = database.transaction
@@ -134,13 +159,46 @@ export const make = Effect.gen(function* () {
       })
     )
 
+  /**
+   * Among pulled events NOT added (their id is held here), the ones whose body differs: dead-letter the local version
+   * (unless it already is) and record the conflict. Returns the conflicts first seen now and the memories to re-fold.
+   */
+  const detectConflicts = (events: ReadonlyArray<PulledEvent>, added: ReadonlyArray<Envelope>, now: number) =>
+    raw(() => {
+      const addedIds = new Set(added.map((e) => e.id))
+      const fresh: Array<{ readonly id: string; readonly seq: number }> = []
+      const touched = new Set<string>()
+      for (const e of events) {
+        if (addedIds.has(e.id)) continue
+        if (Number(stmts.identical.get(e.id, e.type, e.version, e.hlc, e.clientId, JSON.stringify(e.payload))) > 0) {
+          continue
+        }
+        const row = stmts.held.get(e.id)
+        if (row === undefined || sameBody(decodeHeld(row), e)) continue
+        const message = `the server holds another event under this id (seq ${e.seq})`
+        if (stmts.dead.run(e.id, "id-conflict", message, now).changes > 0) {
+          const m = stmts.memoryOf.get(e.id)
+          if (typeof m === "string") touched.add(m)
+        }
+        if (stmts.conflict.run(CONFLICT_KEY + e.id, String(e.seq)).changes > 0) fresh.push({ id: e.id, seq: e.seq })
+      }
+      return { fresh, touched: Array.from(touched) }
+    })
+
   const applyPull = (events: ReadonlyArray<PulledEvent>, next: number) =>
     Effect.gen(function* () {
       const envelopes: Array<Envelope> = events.map(({ seq: _seq, ...e }) => e)
-      const fresh = yield* inTransaction(
+      const now = yield* Clock.currentTimeMillis
+      const { added: fresh, conflicts } = yield* inTransaction(
         Effect.gen(function* () {
           const added = yield* log.ingest(envelopes)
           yield* view.apply(added)
+          const conflicts =
+            added.length === events.length ? { fresh: [], touched: [] } : yield* detectConflicts(events, added, now)
+          yield* Replay.refold(conflicts.touched).pipe(
+            Effect.provideService(Database, database),
+            Effect.provideService(Materializer, view)
+          )
           yield* raw(() => {
             // An event the server serves is an event it holds: if it is still queued here (re-queued by a resync),
             // it need not be pushed again.
@@ -149,9 +207,10 @@ export const make = Effect.gen(function* () {
             const current = Number(stmts.getKey.get("cursor") ?? 0)
             if (next > current) stmts.setKey.run("cursor", String(next))
           })
-          return added
+          return { added, conflicts: conflicts.fresh }
         })
       )
+      if (conflicts.length > 0) yield* Effect.logWarning(conflictWarning(conflicts))
       if (fresh.length > 0) {
         let max = fresh[0]!.hlc
         for (const e of fresh) if (e.hlc > max) max = e.hlc
@@ -172,6 +231,8 @@ export const make = Effect.gen(function* () {
     inTransaction(
       raw((db) => {
         db.exec(`DELETE FROM server_seqs`)
+        // Conflicts were with the old server's log; the re-pull finds those the new one still has.
+        db.exec(`DELETE FROM sync_state WHERE key GLOB '${CONFLICT_KEY}*'`)
         stmts.setKey.run("cursor", "0")
         stmts.setKey.run("epoch", epoch)
         return db
@@ -184,7 +245,11 @@ export const make = Effect.gen(function* () {
       })
     )
 
-  const counts = raw(() => ({ pending: Number(stmts.pending.get()), deadLetters: Number(stmts.deadCount.get()) }))
+  const counts = raw((): Counts => ({
+    pending: Number(stmts.pending.get()),
+    deadLetters: Number(stmts.deadCount.get()),
+    idConflicts: Number(stmts.conflictCount.get())
+  }))
 
   const deadLetters = raw((db) =>
     db
@@ -241,6 +306,34 @@ export const make = Effect.gen(function* () {
     requeue
   })
 })
+
+/** The `sync_state` key prefix of a recorded id conflict (`id-conflict:<event id>` → server seq). */
+const CONFLICT_KEY = "id-conflict:"
+
+const decodeHeld = Schema.decodeUnknownSync(EventRow)
+
+/**
+ * The same event as the server would judge it: equal canonical envelopes (Admission's body hash compares those), so
+ * a payload whose keys come in another order is the same event.
+ */
+const sameBody = (held: typeof EventRow.Type, e: Envelope): boolean =>
+  held.type === e.type &&
+  held.version === e.version &&
+  held.hlc === e.hlc &&
+  held.client_id === e.clientId &&
+  canonicalJson(JSON.parse(held.payload)) === canonicalJson(e.payload)
+
+/** The warning for conflicts first seen in a page. */
+const conflictWarning = (conflicts: ReadonlyArray<{ readonly id: string; readonly seq: number }>): string => {
+  const shown = conflicts.slice(0, 5).map((c) => `${c.id} (server seq ${c.seq})`)
+  const more = conflicts.length > shown.length ? ` and ${conflicts.length - shown.length} more` : ""
+  return (
+    `id conflict: the server holds another body under ${conflicts.length} event id(s) this replica holds: ` +
+    `${shown.join(", ")}${more}. This replica's versions are dead-lettered (requeue them to keep their payloads) and ` +
+    `the server's versions cannot be applied here, so this replica's view differs from the server's ` +
+    `(docs/sync.md, "ID conflicts")`
+  )
+}
 
 const DeadLetterRow = Schema.decodeUnknownSync(
   Schema.Struct({

@@ -97,8 +97,19 @@ export const make = (config: Config) =>
     const active = yield* Ref.make(0)
     const offline = yield* Ref.make(false)
 
+    // Id conflicts with the server (Ledger.ts) are a lasting condition, not a failed attempt: they stay in `lastError`
+    // whenever no other error is there, so a healthy-looking engine never hides a view that differs from the server's.
+    const conflicts = yield* Ref.make(0)
     const refreshCounts = Effect.flatMap(ledger.counts, (c) =>
-      SubscriptionRef.update(status, (s) => ({ ...s, pending: c.pending, deadLetters: c.deadLetters }))
+      Effect.zipRight(
+        Ref.set(conflicts, c.idConflicts),
+        SubscriptionRef.update(status, (s) => ({
+          ...s,
+          pending: c.pending,
+          deadLetters: c.deadLetters,
+          ...(s.lastError === undefined && c.idConflicts > 0 ? { lastError: conflictNote(c.idConflicts) } : {})
+        }))
+      )
     )
     /** Recompute `state` from what is going on. */
     const settle = Effect.gen(function* () {
@@ -154,9 +165,10 @@ export const make = (config: Config) =>
         if (exit._tag === "Right") {
           yield* Ref.set(offline, false)
           const done = yield* Effect.orElseSucceed(firstPullDone, () => false)
+          const conflicted = yield* Ref.get(conflicts)
           yield* SubscriptionRef.update(status, (s) => {
             const { lastError: _e, nextRetryAt: _n, ...rest } = s
-            return { ...rest, firstPullDone: done }
+            return { ...rest, firstPullDone: done, ...(conflicted > 0 ? { lastError: conflictNote(conflicted) } : {}) }
           })
           return
         }
@@ -337,6 +349,11 @@ export const layerWithoutDefaults = (config: Config) => Layer.scoped(SyncEngine,
 /** The engine over the store (and a `Transport`) in context, with the default ledger and retry policy. */
 export const layer = (config: Config) =>
   layerWithoutDefaults(config).pipe(Layer.provide(Layer.merge(Ledger.layer, Policy.layer)))
+
+/** The status note while the server holds other bodies under ids this replica holds. */
+const conflictNote = (n: number): string =>
+  `${n} id conflict${n === 1 ? "" : "s"} with the server: this replica's view differs from the server's ` +
+  `(see memsync status and docs/sync.md)`
 
 /** While parked, probe the refused token every `slowMs`; unpark when the server accepts it. */
 const prober = (
