@@ -1,6 +1,6 @@
 /**
- * `memsync serve`: run the sync server. Thin: gather tokens and limits from options and the environment, build
- * `Server.layer`, print the URL, and wait. SIGINT/SIGTERM interrupt the main fiber, which closes the layer: the HTTP
+ * `memsync serve`: run the sync server. Thin: gather tokens (hashed at once) and limits from options and the
+ * environment, build `Server.layer`, print the URL, and wait. SIGINT/SIGTERM interrupt the main fiber, which closes the layer: the HTTP
  * server stops accepting and finishes in-flight requests, then the database closes, and the process exits 0.
  */
 import { Command, Options } from "@effect/cli"
@@ -49,9 +49,8 @@ const serve = Command.make(
   },
   (a) =>
     Effect.gen(function* () {
-      const configured = yield* gatherTokens(a.token, a.tokensFile)
-      const generated = configured.length === 0 ? yield* Auth.generateToken : undefined
-      const tokens = generated === undefined ? configured : [{ token: generated, space: "default" }]
+      // Only hashes come out: the plain tokens stay inside `tokenTable` and are garbage once it returns.
+      const tokens = yield* tokenTable(a.token, a.tokensFile)
       const limits = {
         ...someOf("maxBodyBytes", a.maxBodyBytes),
         ...someOf("maxBatch", a.maxBatch),
@@ -79,11 +78,6 @@ const serve = Command.make(
       )
       yield* Effect.gen(function* () {
         const url = yield* Server.currentUrl
-        if (generated !== undefined) {
-          yield* Console.log(`no token configured: generated one for space "default" (shown once): ${generated}`)
-        } else {
-          yield* Console.log(`${tokens.length} token(s) configured`)
-        }
         // Last: whoever waits for this line (a script, a test) has everything printed before it.
         yield* Console.log(`memsync server listening on ${url}`)
         return yield* Effect.never
@@ -97,6 +91,27 @@ const serve = Command.make(
 
 /** The `serve` command. */
 export const serveCommands = [serve] as const
+
+/**
+ * The token table of the configured tokens, or of one generated for space `default` when none is configured (printed
+ * here, once, with the count line). The plain tokens live only in this effect: nothing it returns holds one, so they
+ * are not reachable once it is done (a heap snapshot of a running server must not contain them).
+ */
+const tokenTable = (specs: ReadonlyArray<string>, file: Option.Option<string>) =>
+  Effect.gen(function* () {
+    const configured = yield* gatherTokens(specs, file)
+    if (configured.length > 0) {
+      yield* Console.log(`${configured.length} token(s) configured`)
+      return yield* hashed(configured)
+    }
+    const generated = yield* Auth.generateToken
+    yield* Console.log(`no token configured: generated one for space "default" (shown once): ${generated}`)
+    return yield* hashed([{ token: generated, space: "default" }])
+  })
+
+// A token given for two spaces is bad input (exit 2), not a start failure.
+const hashed = (entries: ReadonlyArray<Auth.TokenEntry>) =>
+  Either.mapLeft(Auth.hash(entries), (e) => new UsageError({ message: e.message }))
 
 const gatherTokens = (specs: ReadonlyArray<string>, file: Option.Option<string>) =>
   Effect.gen(function* () {
@@ -114,10 +129,7 @@ const gatherTokens = (specs: ReadonlyArray<string>, file: Option.Option<string>)
       Option.match(fromEnv, { onNone: () => Either.right([]), onSome: (list) => Auth.parseList(list) }),
       fromFile
     ]
-    const all = (yield* Either.all(parts).pipe(Either.mapLeft((e) => new UsageError({ message: e.message })))).flat()
-    // Build the table once here so a token given for two spaces is bad input (exit 2), not a start failure.
-    yield* Either.mapLeft(Auth.make(all), (e) => new UsageError({ message: e.message }))
-    return all
+    return (yield* Either.all(parts).pipe(Either.mapLeft((e) => new UsageError({ message: e.message })))).flat()
   })
 
 const startFailure = (e: { readonly _tag: string; readonly message?: string; readonly cause?: unknown }): string => {

@@ -2,7 +2,8 @@
  * Bearer tokens: each maps to exactly one space, and every read and write of a request is confined to it.
  *
  * Invariants:
- * - Only SHA-256 hashes of tokens are kept once the table is built; the plain text is dropped with the config.
+ * - Only SHA-256 hashes of tokens are kept: a `TokenTable` holds hashes and spaces, and everything that lives as long
+ *   as the server (the Auth layer, `Server.layer`) takes one, or hashes the entries it is given before returning.
  * - A presented token is compared against every entry in constant time (no early exit), so response time does not
  *   reveal how much of a token matched or which entry it was.
  * - Nothing here logs a token or its hash.
@@ -52,8 +53,16 @@ export interface Service {
 /** The token table service. */
 export class Auth extends Context.Tag("memsync/server/Auth")<Auth, Service>() {}
 
-/** Build the table from entries; a token listed for two different spaces is an error. */
-export const make = (entries: ReadonlyArray<TokenEntry>): Either.Either<Service, TokenConfigError> => {
+/**
+ * The configured tokens as the server keeps them: SHA-256 hashes and spaces, never a token. Pass one (not the plain
+ * entries) to whatever lives as long as the server. Made by `hash`, which checks the entries.
+ */
+export class TokenTable {
+  constructor(readonly entries: ReadonlyArray<{ readonly hash: Buffer; readonly space: string }>) {}
+}
+
+/** Hash `entries` into a table; a token listed for two different spaces is an error. */
+export const hash = (entries: ReadonlyArray<TokenEntry>): Either.Either<TokenTable, TokenConfigError> => {
   const bySpace = new Map<string, string>()
   for (const e of entries) {
     const other = bySpace.get(e.token)
@@ -64,10 +73,15 @@ export const make = (entries: ReadonlyArray<TokenEntry>): Either.Either<Service,
     }
     bySpace.set(e.token, e.space)
   }
-  const table = Array.from(bySpace, ([token, space], i) => ({ hash: sha256(token), space, key: `t${i}` }))
+  return Either.right(new TokenTable(Array.from(bySpace, ([token, space]) => ({ hash: sha256(token), space }))))
+}
+
+/** The service over a token table. */
+export const fromTable = (tokens: TokenTable): Service => {
+  const table = tokens.entries.map((e, i) => ({ ...e, key: `t${i}` }))
   const missing = new Unauthorized({ message: "missing bearer token (send Authorization: Bearer TOKEN)" })
   const unknown = new Unauthorized({ message: "unknown bearer token" })
-  return Either.right({
+  return {
     size: table.length,
     authenticate: (token) =>
       Effect.suspend(() => {
@@ -78,12 +92,24 @@ export const make = (entries: ReadonlyArray<TokenEntry>): Either.Either<Service,
         for (const entry of table) if (timingSafeEqual(entry.hash, hash) && found === undefined) found = entry
         return found === undefined ? Effect.fail(unknown) : Effect.succeed({ space: found.space, key: found.key })
       })
-  })
+  }
 }
 
-/** A layer over `entries`. */
-export const layer = (entries: ReadonlyArray<TokenEntry>): Layer.Layer<Auth, TokenConfigError> =>
-  Layer.effect(Auth, make(entries))
+/** Build the table from entries; a token listed for two different spaces is an error. */
+export const make = (entries: ReadonlyArray<TokenEntry>): Either.Either<Service, TokenConfigError> =>
+  Either.map(hash(entries), fromTable)
+
+/**
+ * A layer over a token table, or over entries hashed right now (not when the layer is built), so the layer never
+ * holds a plain token.
+ */
+export const layer = (tokens: ReadonlyArray<TokenEntry> | TokenTable): Layer.Layer<Auth, TokenConfigError> => {
+  const table = tokens instanceof TokenTable ? Either.right(tokens) : hash(tokens)
+  return Either.match(table, {
+    onLeft: (e) => Layer.fail(e),
+    onRight: (t) => Layer.succeed(Auth, fromTable(t))
+  })
+}
 
 /** Parse `TOKEN=SPACE` (split at the last `=`, so base64 padding in tokens survives). */
 export const parseSpec = (spec: string): Either.Either<TokenEntry, TokenConfigError> => {

@@ -24,7 +24,11 @@ export interface Config {
   readonly host: string
   /** 0 picks a free port. */
   readonly port: number
-  readonly tokens: ReadonlyArray<Auth.TokenEntry>
+  /**
+   * The bearer tokens: a table of hashes (`Auth.hash`), or plain entries, hashed when the layer is made. Either way the
+   * server keeps only hashes; a caller that wants no plain token left in memory drops its own copy too.
+   */
+  readonly tokens: ReadonlyArray<Auth.TokenEntry> | Auth.TokenTable
   readonly rateLimit?: RateLimit.Config
   readonly limits?: Partial<ServerLog.Limits & Handlers.HttpLimits>
   readonly synchronous?: "NORMAL" | "FULL"
@@ -51,7 +55,7 @@ export const layerApp = (limits: Partial<Handlers.HttpLimits> = {}) => {
   )
 }
 
-/** The services behind the app: the SQLite log, the token table and the rate limiter. */
+/** The services behind the app: the SQLite log, the token table and the rate limiter (tokens hashed right away). */
 export const layerServices = (config: Omit<Config, "host" | "port">) => {
   const { maxBodyBytes: _, ...logLimits } = config.limits ?? {}
   return Layer.mergeAll(
@@ -77,22 +81,26 @@ export const DRAIN_TIMEOUT_MS = 10_000
  * (Without this, the platform detaches the request handler before closing the server, so a request arriving on a
  * keep-alive connection during shutdown would never be answered and the server would never finish closing.)
  */
-export const layer = (config: Config) =>
-  Layer.unwrapEffect(
+export const layer = (config: Config) => {
+  // Made now, so the tokens are hashed before this returns; the closure below keeps `services`, never `config`.
+  const services = layerServices(config)
+  const { host, port, limits } = config
+  return Layer.unwrapEffect(
     Effect.gen(function* () {
       const server = createServer()
       const draining = yield* Ref.make(false)
-      const app = layerApp(config.limits ?? {}).pipe(
+      const app = layerApp(limits ?? {}).pipe(
         Layer.provide(Layer.succeed(Handlers.Draining, draining)),
-        Layer.provideMerge(NodeHttpServer.layer(() => server, { host: config.host, port: config.port })),
+        Layer.provideMerge(NodeHttpServer.layer(() => server, { host, port })),
         // Built first, released last: the database outlives every request.
-        Layer.provideMerge(layerServices(config))
+        Layer.provideMerge(services)
       )
       // Built last, so released first: the drain runs while the app still answers requests.
       const drain = Layer.scopedDiscard(Effect.addFinalizer(() => drainServer(server, draining)))
       return drain.pipe(Layer.provideMerge(app))
     })
   )
+}
 
 /** The default per-token rate limit. */
 export const DEFAULT_RATE_LIMIT = RateLimit.DEFAULT_CONFIG

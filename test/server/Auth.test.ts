@@ -3,6 +3,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either, Redacted } from "effect"
+import { inspect } from "node:util"
 import * as Auth from "../../src/server/Auth.js"
 import * as RateLimit from "../../src/server/RateLimit.js"
 
@@ -68,6 +69,28 @@ describe("Auth", () => {
       const token = yield* Auth.generateToken
       assert.match(token, /^[A-Za-z0-9_-]{43}$/)
       assert.isTrue(Either.isRight(Auth.parseSpec(`${token}=default`)))
+    })
+  )
+
+  it.effect("a token table holds hashes and spaces only, and serves the same lookups", () =>
+    Effect.gen(function* () {
+      const table = Either.getOrThrow(Auth.hash([{ token: SECRET, space: "a" }]))
+      // Everything reachable from the table, printed: the space is there, the token is not.
+      const shown = inspect(table, { depth: null, showHidden: true, maxArrayLength: null, maxStringLength: null })
+      assert.include(shown, "'a'")
+      assert.notInclude(shown, SECRET)
+      const auth = yield* Effect.provide(Auth.Auth, Auth.layer(table))
+      assert.strictEqual((yield* auth.authenticate(Redacted.make(SECRET))).space, "a")
+      const conflict = yield* Effect.flip(
+        Effect.provide(
+          Auth.Auth,
+          Auth.layer([
+            { token: SECRET, space: "a" },
+            { token: SECRET, space: "b" }
+          ])
+        )
+      )
+      assert.strictEqual(conflict._tag, "TokenConfigError")
     })
   )
 })

@@ -1,13 +1,15 @@
 /**
  * `memsync serve` as a real process on a loopback port: it prints its URL, serves the typed client, logs requests
- * without the token, exits 0 on SIGTERM, and a restart over the same file keeps events, head, digest and epoch.
+ * without the token, exits 0 on SIGTERM, keeps no plaintext token in its heap, and a restart over the same file keeps
+ * events, head, digest and epoch.
  */
 import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber } from "effect"
+import { Deferred, Effect, Fiber, Schedule } from "effect"
 import { spawn } from "node:child_process"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { randomBytes } from "node:crypto"
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -20,6 +22,8 @@ const BIN = join(dirname(fileURLToPath(import.meta.url)), "../../bin/memsync.js"
 interface Running {
   readonly url: string
   readonly output: () => string
+  /** Send a signal. */
+  readonly signal: (signal: NodeJS.Signals) => Effect.Effect<void>
   /** Send SIGTERM. */
   readonly terminate: Effect.Effect<void>
   /** The exit code (null when it did not exit within 20 s). */
@@ -28,14 +32,22 @@ interface Running {
   readonly stop: Effect.Effect<number | null>
 }
 
+interface ServeOptions {
+  readonly env?: Record<string, string>
+  /** Options for node itself, before the script. */
+  readonly nodeArgs?: ReadonlyArray<string>
+  readonly cwd?: string
+}
+
 /** Start `memsync serve ARGS` and wait for the URL line; the process is killed if the scope closes first. */
-const serve = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+const serve = (args: ReadonlyArray<string>, options: ServeOptions = {}) =>
   Effect.gen(function* () {
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        spawn(process.execPath, [BIN, "serve", "--port", "0", ...args], {
-          env: { ...process.env, MEMSYNC_TOKENS: "", ...env },
-          stdio: ["ignore", "pipe", "pipe"]
+        spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, "serve", "--port", "0", ...args], {
+          env: { ...process.env, MEMSYNC_TOKENS: "", ...options.env },
+          stdio: ["ignore", "pipe", "pipe"],
+          ...(options.cwd === undefined ? {} : { cwd: options.cwd })
         })
       ),
       (child) => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL"))
@@ -54,7 +66,8 @@ const serve = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
       Deferred.unsafeDone(listening, Effect.fail(new Error(`memsync serve exited (${code}): ${out}`)))
     })
     const url = yield* Deferred.await(listening).pipe(Effect.timeout("30 seconds"))
-    const terminate = Effect.asVoid(Effect.sync(() => child.kill("SIGTERM")))
+    const signal = (name: NodeJS.Signals) => Effect.asVoid(Effect.sync(() => child.kill(name)))
+    const terminate = signal("SIGTERM")
     const exitCode = Deferred.await(exited).pipe(
       Effect.timeout("20 seconds"),
       Effect.orElseSucceed(() => null)
@@ -62,6 +75,7 @@ const serve = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
     const running: Running = {
       url,
       output: () => out,
+      signal,
       terminate,
       exited: exitCode,
       stop: Effect.zipRight(terminate, exitCode)
@@ -73,6 +87,23 @@ const clientFor = (url: string, token: string) =>
   HttpApiClient.make(SyncApi, {
     baseUrl: url,
     transformClient: HttpClient.mapRequest(HttpClientRequest.bearerToken(token))
+  })
+
+/**
+ * The heap snapshot a `--heapsnapshot-signal` process writes into `dir`, once complete. Node writes it synchronously
+ * on the main thread, so the server answers a request only after the file is finished.
+ */
+const heapSnapshotIn = (dir: string, url: string) =>
+  Effect.gen(function* () {
+    const started = Effect.sync(() => readdirSync(dir).find((f) => f.endsWith(".heapsnapshot")))
+    const file = yield* started.pipe(
+      Effect.flatMap((f) => (f === undefined ? Effect.fail("not yet") : Effect.succeed(f))),
+      Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("20 seconds")))
+    )
+    const client = yield* HttpClient.HttpClient
+    // The write can outlast the keep-alive timeout, so the first try may meet a connection the server has closed.
+    yield* client.get(`${url}/health`).pipe(Effect.retry(Schedule.recurs(3)))
+    return readFileSync(join(dir, file), "utf8")
   })
 
 const tempDir = Effect.acquireRelease(
@@ -93,7 +124,7 @@ describe("memsync serve (a real process)", () => {
         const env = { MEMSYNC_TOKENS: "env-token-123=space-e" }
         const events = makeEvents(30)
 
-        const first = yield* serve(args, env)
+        const first = yield* serve(args, { env })
         assert.match(first.url, /^http:\/\/127\.0\.0\.1:\d+$/)
         const p = yield* clientFor(first.url, "cli-token-123")
         const pushed = yield* p.sync.push({ payload: { events } })
@@ -131,7 +162,7 @@ describe("memsync serve (a real process)", () => {
         assert.match(log, /memsync server stopped\n$/)
         for (const token of ["cli-token-123", "env-token-123", "file-token-123"]) assert.notInclude(log, token)
 
-        const second = yield* serve(args, env)
+        const second = yield* serve(args, { env })
         const q = yield* clientFor(second.url, "cli-token-123")
         const head = yield* q.sync.head()
         assert.strictEqual(head.epoch, epoch)
@@ -171,6 +202,29 @@ describe("memsync serve (a real process)", () => {
         yield* c.sync.push({ payload: { events: makeEvents(1) } })
         assert.strictEqual(yield* running.stop, 0)
         assert.strictEqual(running.output().split(token).length - 1, 1)
+      }).pipe(Effect.provide(NodeHttpClient.layerUndici), Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "keeps no plaintext token in its heap: a heap snapshot of the running server does not contain it",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir
+        const token = `heap-check-${randomBytes(12).toString("hex")}`
+        const tokensFile = join(dir, "tokens.json")
+        writeFileSync(tokensFile, JSON.stringify({ [token]: "space-heap" }))
+        const running = yield* serve(["--db", join(dir, "server.db"), "--tokens-file", tokensFile], {
+          nodeArgs: ["--heapsnapshot-signal=SIGUSR2"],
+          cwd: dir
+        })
+        yield* (yield* clientFor(running.url, token)).sync.authCheck()
+        yield* running.signal("SIGUSR2")
+        const snapshot = yield* heapSnapshotIn(dir, running.url)
+        // The check can see what the server keeps: the space name lives in the token table.
+        assert.include(snapshot, '"space-heap"')
+        assert.notInclude(snapshot, token)
+        assert.strictEqual(yield* running.stop, 0)
       }).pipe(Effect.provide(NodeHttpClient.layerUndici), Effect.scoped),
     60_000
   )
