@@ -401,6 +401,24 @@ describe("sync server over HTTP", () => {
     }).pipe(Effect.provide(layerServer()))
   )
 
+  it.effect("401 for an Authorization header of another scheme (Basic)", () =>
+    Effect.gen(function* () {
+      const basic = yield* raw(
+        HttpClientRequest.get("/v1/head").pipe(
+          HttpClientRequest.setHeader("authorization", `Basic ${btoa(`user:${TOKEN_A}`)}`)
+        )
+      )
+      assert.strictEqual(basic.status, 401)
+      assert.strictEqual(basic.headers["www-authenticate"], 'Bearer realm="memsync"')
+      assert.strictEqual((yield* errorBody(basic))._tag, "Unauthorized")
+      // The bare token without a scheme is not accepted either.
+      const bare = yield* raw(
+        HttpClientRequest.get("/v1/head").pipe(HttpClientRequest.setHeader("authorization", TOKEN_A))
+      )
+      assert.strictEqual(bare.status, 401)
+    }).pipe(Effect.provide(layerServer()))
+  )
+
   it.effect("an unexpected failure in a handler answers 500 with a JSON { _tag, message } body, and is logged", () => {
     const logs: Array<string> = []
     const capture = Logger.replace(

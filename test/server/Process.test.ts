@@ -1,20 +1,22 @@
 /**
  * `memsync serve` as a real process on a loopback port: it prints its URL, serves the typed client, logs requests
- * without the token, exits 0 on SIGTERM, keeps no plaintext token in its heap, and a restart over the same file keeps
- * events, head, digest and epoch.
+ * without the token, answers the request in flight and exits 0 on SIGTERM and SIGINT, keeps no plaintext token in
+ * its heap, and a restart over the same file keeps events, head, digest and epoch.
  */
 import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Schedule } from "effect"
+import { Deferred, Effect, Fiber, Schedule, Schema } from "effect"
 import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { type IncomingHttpHeaders, request } from "node:http"
+import { connect } from "node:net"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Digest from "../../src/domain/Digest.js"
-import { SyncApi } from "../../src/sync/Protocol.js"
+import { PushResponse, SyncApi } from "../../src/sync/Protocol.js"
 import { makeEvents } from "./fixtures.js"
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), "../../bin/memsync.js")
@@ -90,6 +92,70 @@ const clientFor = (url: string, token: string) =>
   })
 
 /**
+ * Start a push that is certainly in flight at the server: the request goes out with `Expect: 100-continue`, and the
+ * server's `100 Continue` says it has parsed the headers and dispatched the request. `finish` sends the body and
+ * waits for the answer. (A typed client cannot hold a request half-sent.)
+ */
+const pushInFlight = (url: string, token: string, body: unknown) =>
+  Effect.async<{ readonly finish: Effect.Effect<Reply, Error> }, Error>((resume) => {
+    const text = JSON.stringify(body)
+    const req = request(`${url}/v1/push`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${token}`,
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(text),
+        expect: "100-continue"
+      }
+    })
+    const reply = new Promise<Reply>((resolve, reject) => {
+      req.on("response", (res) => {
+        let data = ""
+        res.setEncoding("utf8")
+        res.on("data", (chunk: string) => (data += chunk))
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: data }))
+      })
+      req.on("error", reject)
+    })
+    // Settled here too, so an early failure is never an unhandled rejection.
+    reply.catch((e: unknown) => resume(Effect.fail(e instanceof Error ? e : new Error(String(e)))))
+    req.on("continue", () =>
+      resume(
+        Effect.succeed({
+          finish: Effect.tryPromise({
+            try: () => {
+              req.end(text)
+              return reply
+            },
+            catch: (e) => (e instanceof Error ? e : new Error(String(e)))
+          })
+        })
+      )
+    )
+    req.flushHeaders()
+  })
+
+/** Wait until a new connection to the server is refused (it has closed its listening socket). */
+const stopsAccepting = (url: string) => {
+  const { hostname, port } = new URL(url)
+  const attempt = Effect.async<void, string>((resume) => {
+    const socket = connect(Number(port), hostname)
+    socket.once("connect", () => {
+      socket.destroy()
+      resume(Effect.fail("still accepting"))
+    })
+    socket.once("error", () => resume(Effect.void))
+  })
+  return attempt.pipe(Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("10 seconds"))), Effect.orDie)
+}
+
+interface Reply {
+  readonly status: number
+  readonly headers: IncomingHttpHeaders
+  readonly body: string
+}
+
+/**
  * The heap snapshot a `--heapsnapshot-signal` process writes into `dir`, once complete. Node writes it synchronously
  * on the main thread, so the server answers a request only after the file is finished.
  */
@@ -135,16 +201,19 @@ describe("memsync serve (a real process)", () => {
           assert.strictEqual((yield* (yield* clientFor(first.url, token)).sync.head()).head, 0)
         }
 
-        // SIGTERM while 4 keep-alive clients keep pushing: requests in flight are answered, the process exits 0,
-        // and every acknowledged event is in the log after a restart.
+        // SIGTERM while 4 keep-alive clients keep pushing and one push is known to be in flight: that push is
+        // answered, the process exits 0, and every acknowledged event is in the log after a restart.
         const acknowledged: Array<string> = []
         const answered = yield* Deferred.make<void>()
+        let signalled = false
+        const failedEarly: Array<string> = []
         const pusher = (clientId: string) =>
           Effect.gen(function* () {
             for (let batch = 0; batch < 200; batch++) {
               const chunk = makeEvents(50, { clientId, from: batch * 50 })
               const r = yield* Effect.either(p.sync.push({ payload: { events: chunk } }))
-              if (r._tag === "Left") return
+              // Once the server drains, a new request may be refused or meet a closing connection; before, never.
+              if (r._tag === "Left") return signalled ? undefined : failedEarly.push(`${clientId}: ${r.left.message}`)
               for (const x of r.right.results) if (x.status === "accepted") acknowledged.push(x.id)
               if (acknowledged.length >= 200) yield* Deferred.succeed(answered, undefined)
             }
@@ -153,9 +222,23 @@ describe("memsync serve (a real process)", () => {
           Effect.all(["w1", "w2", "w3", "w4"].map(pusher), { concurrency: "unbounded" })
         )
         yield* Deferred.await(answered)
+        const inFlightEvents = makeEvents(20, { clientId: "in-flight" })
+        const inFlight = yield* pushInFlight(first.url, "cli-token-123", { events: inFlightEvents })
+        signalled = true
         yield* first.terminate
+        // Only once the server has stopped accepting is the rest of the body sent: the drain is under way by then.
+        yield* stopsAccepting(first.url)
+        const reply = yield* inFlight.finish
+        assert.strictEqual(reply.status, 200, reply.body)
+        const inFlightResult = yield* Schema.decodeUnknown(Schema.parseJson(PushResponse))(reply.body)
+        assert.deepStrictEqual(
+          inFlightResult.results.map((r) => `${r.id}:${r.status}`),
+          inFlightEvents.map((e) => `${e.id}:accepted`)
+        )
+        for (const r of inFlightResult.results) if (r.status === "accepted") acknowledged.push(r.id)
         assert.strictEqual(yield* first.exited, 0)
         yield* Fiber.join(pushers)
+        assert.deepStrictEqual(failedEarly, [])
         const log = first.output()
         assert.match(log, /POST \/v1\/push 200/)
         assert.match(log, /space=space-p/)
@@ -189,7 +272,7 @@ describe("memsync serve (a real process)", () => {
   )
 
   it.live(
-    "with no token configured it generates one for space default and prints it once",
+    "with no token configured it generates one for space default and prints it once; SIGINT drains and exits 0",
     () =>
       Effect.gen(function* () {
         const dir = yield* tempDir
@@ -200,7 +283,15 @@ describe("memsync serve (a real process)", () => {
         const c = yield* clientFor(running.url, token)
         yield* c.sync.authCheck()
         yield* c.sync.push({ payload: { events: makeEvents(1) } })
-        assert.strictEqual(yield* running.stop, 0)
+        // Ctrl-C behaves like SIGTERM: the request in flight is answered, then a clean exit.
+        const events = makeEvents(5, { from: 1 })
+        const inFlight = yield* pushInFlight(running.url, token, { events })
+        yield* running.signal("SIGINT")
+        yield* stopsAccepting(running.url)
+        const reply = yield* inFlight.finish
+        assert.strictEqual(reply.status, 200, reply.body)
+        assert.strictEqual(yield* running.exited, 0)
+        assert.match(running.output(), /memsync server stopped\n$/)
         assert.strictEqual(running.output().split(token).length - 1, 1)
       }).pipe(Effect.provide(NodeHttpClient.layerUndici), Effect.scoped),
     60_000
