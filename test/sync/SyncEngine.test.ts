@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Option, Scope, SubscriptionRef, TestClock } from "effect"
+import { Effect, Exit, Fiber, Option, Scope, SubscriptionRef, Supervisor, TestClock } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -231,10 +231,13 @@ describe("SyncEngine", () => {
 
       // A server that never answers: the close still finishes, bounded by the flush timeout.
       const scope2 = yield* Scope.make()
+      // Tracks every fiber forked while b is built (the engine's fibers and what they fork).
+      const supervisor = yield* Supervisor.track
       const b = yield* makeReplica(server, {
         clientId: "b",
         engine: { commitDebounceMs: 60_000, flushTimeoutMs: 2_000 }
-      }).pipe(Scope.extend(scope2))
+      }).pipe(Scope.extend(scope2), Effect.supervised(supervisor))
+      assert.isAbove((yield* supervisor.value).length, 0, "the engine runs fibers")
       yield* waitUntil(Effect.map(SubscriptionRef.get(b.engine.status), (s) => s.firstPullDone))
       yield* b.controls.setDelay(3_600_000)
       yield* b.store.create({ content: "stays pending" })
@@ -246,9 +249,16 @@ describe("SyncEngine", () => {
       assert.isAtMost(took, 2_200)
       // The push was cut short: the server never got the event (it stays in b's outbox file for the next start).
       assert.strictEqual(yield* headOf(server), 1)
-      // Every fiber is gone: an hour later nothing has made another request.
+      // Every fiber is gone: none is alive, and an hour later nothing has started or finished another request. (The
+      // transport records a call only after its delay, 1 h here, so a request started by a surviving fiber shows only
+      // in `attempts`; and a surviving fiber that makes no request, such as the interval trigger, only in the
+      // supervisor.)
+      yield* settle
+      assert.deepStrictEqual((yield* supervisor.value).length, 0, "engine fibers alive after the scope closed")
+      const attempts = yield* b.attempts
       const calls = (yield* b.controls.calls).length
       yield* TestClock.adjust("1 hour")
+      assert.strictEqual(yield* b.attempts, attempts)
       assert.strictEqual((yield* b.controls.calls).length, calls)
     })
   )

@@ -2,12 +2,13 @@
  * Test harness: replicas (real MemoryStore + SyncEngine over their own SQLite) talking to one in-process server
  * (the real ServerLog) through the fault-injecting memory transport.
  */
-import { Context, Effect, Layer, TestClock } from "effect"
+import { Context, Effect, Layer, Ref, TestClock } from "effect"
 import * as IdGenerator from "../../src/domain/IdGenerator.js"
 import * as ServerLog from "../../src/server/ServerLog.js"
 import { Database } from "../../src/store/Database.js"
 import * as MemoryStore from "../../src/store/MemoryStore.js"
 import * as SyncEngine from "../../src/sync/SyncEngine.js"
+import { Transport } from "../../src/sync/Transport.js"
 import * as MemoryTransport from "../../src/testing/MemoryTransport.js"
 
 export const TOKEN = "token-a"
@@ -25,14 +26,25 @@ export interface ReplicaOptions {
   readonly tokens?: Record<string, string>
 }
 
-/** A replica in the current scope: its store, its database, its engine and the controls of its transport. */
+/**
+ * A replica in the current scope: its store, its database, its engine, the controls of its transport, and `attempts`,
+ * the number of transport calls STARTED. The memory transport records a call only once it has finished (after its
+ * delay), so a call stuck in a long delay shows only in `attempts`.
+ */
 export const makeReplica = (server: ServerLog.Service, options: ReplicaOptions = {}) =>
   Effect.gen(function* () {
     const store = MemoryStore.layerWithIds({
       filename: options.filename ?? ":memory:",
       ...(options.clientId === undefined ? {} : { clientId: options.clientId })
     }).pipe(Layer.provide(IdGenerator.layerRandom))
-    const transport = MemoryTransport.layer(server, options.tokens ?? { [TOKEN]: SPACE })
+    const started = yield* Ref.make(0)
+    const transport = Layer.effectContext(
+      Effect.map(MemoryTransport.make(server, options.tokens ?? { [TOKEN]: SPACE }), ({ controls, transport }) =>
+        Context.make(Transport, counting(transport, started)).pipe(
+          Context.add(MemoryTransport.MemoryTransportControls, controls)
+        )
+      )
+    )
     const engine = SyncEngine.layer({ token: TOKEN, ...options.engine }).pipe(
       Layer.provideMerge(Layer.merge(store, transport))
     )
@@ -41,9 +53,25 @@ export const makeReplica = (server: ServerLog.Service, options: ReplicaOptions =
       store: Context.get(ctx, MemoryStore.MemoryStore),
       database: Context.get(ctx, Database),
       engine: Context.get(ctx, SyncEngine.SyncEngine),
-      controls: Context.get(ctx, MemoryTransport.MemoryTransportControls)
+      controls: Context.get(ctx, MemoryTransport.MemoryTransportControls),
+      attempts: Ref.get(started)
     }
   })
+
+/** The transport, counting each call as it starts. */
+const counting = (inner: Transport, started: Ref.Ref<number>): Transport => {
+  const count = <A, E>(call: Effect.Effect<A, E>) =>
+    Effect.zipRight(
+      Ref.update(started, (n) => n + 1),
+      call
+    )
+  return Transport.of({
+    push: (token, events) => count(inner.push(token, events)),
+    pull: (token, after, limit) => count(inner.pull(token, after, limit)),
+    head: (token) => count(inner.head(token)),
+    authCheck: (token) => count(inner.authCheck(token))
+  })
+}
 
 /** Advance the TestClock in steps until `cond` holds (fails after `maxSteps`). Never sleeps for real. */
 export const waitUntil = (
