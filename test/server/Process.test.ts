@@ -20,6 +20,7 @@ import { PushResponse, SyncApi } from "../../src/sync/Protocol.js"
 import { makeEvents } from "./fixtures.js"
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), "../../bin/memsync.js")
+const DOCS_SERVER = join(dirname(fileURLToPath(import.meta.url)), "../../docs/server.md")
 
 interface Running {
   readonly url: string
@@ -241,6 +242,10 @@ describe("memsync serve (a real process)", () => {
         assert.deepStrictEqual(failedEarly, [])
         const log = first.output()
         assert.match(log, /POST \/v1\/push 200/)
+        // docs/server.md shows a request log line: same fields, in the order the server writes them.
+        const requestLine = (text: string) => text.split("\n").find((l) => l.includes('message="POST /v1/push 200"'))
+        const fieldsOf = (line: string | undefined) => Array.from(line?.matchAll(/(?:^| )(\w+)=/g) ?? [], (m) => m[1])
+        assert.deepStrictEqual(fieldsOf(requestLine(log)), fieldsOf(requestLine(readFileSync(DOCS_SERVER, "utf8"))))
         assert.match(log, /space=space-p/)
         assert.match(log, /memsync server stopped\n$/)
         for (const token of ["cli-token-123", "env-token-123", "file-token-123"]) assert.notInclude(log, token)
