@@ -22,6 +22,7 @@ import {
   Queue,
   Ref,
   Schedule,
+  Schema,
   Stream,
   SubscriptionRef
 } from "effect"
@@ -32,6 +33,7 @@ import { MemoryStore } from "../store/MemoryStore.js"
 import { AckTimeout, RejectedEvent, type SyncError } from "./Errors.js"
 import * as Ledger from "./Ledger.js"
 import * as Policy from "./Policy.js"
+import { RejectReason } from "./Protocol.js"
 import * as Steps from "./Steps.js"
 import * as Status from "./SyncStatus.js"
 import { Transport } from "./Transport.js"
@@ -225,12 +227,22 @@ export const make = (config: Config) =>
     const pullSignal = yield* Queue.dropping<void>(1)
     const resyncSignal = yield* Queue.dropping<void>(1)
 
+    /**
+     * Remote mode runs the write in ONE transaction, so the seq range it spans holds exactly its own events: the
+     * replica has one connection and `BEGIN IMMEDIATE` holds the file's write lock, so no other writer (another fiber,
+     * another process, a pulled page) commits in between, and neither the wait nor the dead-letter check can pick up
+     * someone else's event. The write holds the database while it runs: keep it to store operations.
+     */
     const confirm = <A, E, R>(write: Effect.Effect<A, E, R>) =>
       Effect.gen(function* () {
-        const before = yield* database.raw(outboxUpTo)
-        const a = yield* write
-        if (mode !== "remote") return a
-        const upTo = yield* database.raw(outboxUpTo)
+        if (mode !== "remote") return yield* write
+        const { a, before, upTo } = yield* database.transaction(
+          Effect.gen(function* () {
+            const before = yield* database.raw(outboxUpTo)
+            const a = yield* write
+            return { a, before, upTo: yield* database.raw(outboxUpTo) }
+          })
+        )
         const waiting = yield* PubSub.subscribe(progress)
         yield* Queue.offer(pushSignal, void 0)
         const pendingOf = database.raw((db) =>
@@ -245,17 +257,17 @@ export const make = (config: Config) =>
             message: "the server did not acknowledge the write in time; it stays pending"
           })
         }
-        const dead = yield* database.raw((db) =>
-          db
+        const dead = yield* database.raw((db) => {
+          const row = db
             .prepare(
               `SELECT d.event_id, d.reason, d.message FROM dead_letters d JOIN events e ON e.id = d.event_id
                WHERE e.seq > ? AND e.seq <= ? LIMIT 1`
             )
             .get(before, upTo)
-        )
+          return row === undefined ? undefined : decodeDeadRow(row)
+        })
         if (dead !== undefined) {
-          const d = dead as { event_id: string; reason: RejectedEvent["reason"]; message: string }
-          return yield* new RejectedEvent({ id: d.event_id, reason: d.reason, message: d.message })
+          return yield* new RejectedEvent({ id: dead.event_id, reason: dead.reason, message: dead.message })
         }
         return a
       }).pipe(Effect.scoped)
@@ -349,6 +361,10 @@ export const layerWithoutDefaults = (config: Config) => Layer.scoped(SyncEngine,
 /** The engine over the store (and a `Transport`) in context, with the default ledger and retry policy. */
 export const layer = (config: Config) =>
   layerWithoutDefaults(config).pipe(Layer.provide(Layer.merge(Ledger.layer, Policy.layer)))
+
+const decodeDeadRow = Schema.decodeUnknownSync(
+  Schema.Struct({ event_id: Schema.String, reason: RejectReason, message: Schema.String })
+)
 
 /** The status note while the server holds other bodies under ids this replica holds. */
 const conflictNote = (n: number): string =>

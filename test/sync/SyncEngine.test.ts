@@ -288,6 +288,28 @@ describe("SyncEngine", () => {
     })
   )
 
+  it.scoped("remote mode: confirm judges only the events its write made, not another writer's in between", () =>
+    Effect.gen(function* () {
+      const server = yield* makeServer()
+      const a = yield* makeReplica(server, { clientId: "a", engine: { mode: "remote", ackTimeoutMs: 5_000 } })
+      yield* waitUntil(Effect.map(SubscriptionRef.get(a.engine.status), (s) => s.firstPullDone))
+      // The confirmed write takes a second; meanwhile another fiber commits an event the server will reject.
+      const mine = yield* Effect.fork(
+        Effect.either(a.engine.confirm(Effect.zipRight(Effect.sleep("1 second"), a.store.create({ content: "mine" }))))
+      )
+      yield* settle
+      const other = yield* Effect.fork(a.store.emit("memory.created", 1, { not: "a memory" }))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(other)
+      yield* waitUntil(Effect.map(Fiber.poll(mine), Option.isSome))
+      const result = yield* Fiber.join(mine)
+      assert.isTrue(result._tag === "Right" && result.right.content === "mine", JSON.stringify(result))
+      // The other writer's event was rejected all the same: it is its own business, in dead letters.
+      yield* waitUntil(Effect.map(a.engine.ledger.counts, (c) => c.deadLetters === 1))
+      assert.strictEqual((yield* a.engine.ledger.deadLetters)[0]!.reason, "invalid")
+    })
+  )
+
   it.scoped("a rejected event is dead-lettered, its memory re-folded, and requeue sends its payload again", () =>
     Effect.gen(function* () {
       const server = yield* makeServer()
