@@ -3,8 +3,9 @@
  * log, replay, blame, explain, diff, export, import. Thin: parse options, call `src/inspect`, print.
  *
  * Output: text by default, `--json` for one document, `--ndjson` (streams) for one document per line. Streams are
- * written a page at a time with backpressure, so memory stays bounded on 1M-event logs. Progress goes to stderr, and
- * only when stderr is a TTY (`--quiet` silences it): stdout carries results only.
+ * written a page at a time with backpressure (see Stdout.ts), so memory stays bounded on 1M-event logs, and they stop
+ * quietly with exit 0 when the reader of stdout goes away. Progress goes to stderr, and only when stderr is a TTY
+ * (`--quiet` silences it): stdout carries results only.
  */
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Layer, Option } from "effect"
@@ -14,7 +15,6 @@ import * as Format from "../inspect/Format.js"
 import * as Diff from "../inspect/Diff.js"
 import { TAGS as INSPECT_ERRORS, InvalidLines } from "../inspect/Errors.js"
 import * as EventSource from "../inspect/EventSource.js"
-import type { Sink } from "../inspect/Lines.js"
 import * as Log from "../inspect/Log.js"
 import * as Snapshot from "../inspect/Snapshot.js"
 import * as Transfer from "../inspect/Transfer.js"
@@ -26,6 +26,7 @@ import * as MemoryStore from "../store/MemoryStore.js"
 import { UsageError, VerificationFailed } from "./Exit.js"
 import { progressReporter } from "./Progress.js"
 import { db, json, printJson } from "./Shared.js"
+import * as Stdout from "./Stdout.js"
 
 const space = Options.text("space").pipe(
   Options.withDescription("read this space of a server database (required for one, refused for a replica)"),
@@ -57,7 +58,7 @@ const log = Command.make(
     Effect.gen(function* () {
       const mode = yield* outputMode(a)
       if (Option.isSome(a.limit) && a.limit.value < 0) return yield* new UsageError({ message: "--limit must be >= 0" })
-      const out = stdout()
+      const out = yield* Stdout.sink
       let first = true
       if (mode === "json") yield* out.write("[")
       const filter = {
@@ -84,7 +85,7 @@ const log = Command.make(
       )
       if (mode === "json") yield* out.write(first ? "]\n" : "\n]\n")
       yield* out.flush
-    }).pipe(withSource(a.db, a.space))
+    }).pipe(Effect.scoped, Stdout.untilClosed, withSource(a.db, a.space))
 ).pipe(Command.withDescription("events in log order, with their sync state (pending, confirmed@N, dead-lettered)"))
 
 const replay = Command.make(
@@ -117,7 +118,7 @@ const replay = Command.make(
           ? Console.log(`${Format.formatSummary(summary)}; written to ${a.out.value}`)
           : printJson({ ...summary, out: a.out.value })
       }
-      const out = stdout()
+      const out = yield* Stdout.sink
       let first = true
       if (mode === "json") yield* out.write(`{"memories":[`)
       const summary = yield* Snapshot.scan(
@@ -139,7 +140,7 @@ const replay = Command.make(
       if (mode === "json") yield* out.write(`\n],"summary":${JSON.stringify(summary)}}\n`)
       if (mode === "text") yield* out.write(`-- ${Format.formatSummary(summary)}\n`)
       yield* out.flush
-    }).pipe(withSource(a.db, a.space))
+    }).pipe(Effect.scoped, Stdout.untilClosed, withSource(a.db, a.space))
 ).pipe(Command.withDescription("the state as of --until SEQ or --at ISO-TIME: printed, or written to --out FILE"))
 
 const blame = Command.make(
@@ -210,7 +211,7 @@ const exportCommand = Command.make(
     Effect.gen(function* () {
       const options = { includeSensitive: a.includeSensitive, ...progressOf("export", a.quiet) }
       if (Option.isNone(a.out)) {
-        const out = stdout()
+        const out = yield* Stdout.sink
         yield* Transfer.exportTo(out, options)
         return yield* out.flush
       }
@@ -220,7 +221,7 @@ const exportCommand = Command.make(
         (summary.header.redacted ? ` (${summary.redactedEvents} redacted; --include-sensitive keeps them)` : "") +
         (summary.excluded > 0 ? `; ${summary.excluded} dead letters left out` : "")
       yield* a.json ? printJson(summary) : Console.log(text())
-    }).pipe(withSource(a.db, a.space))
+    }).pipe(Effect.scoped, Stdout.untilClosed, withSource(a.db, a.space))
 ).pipe(Command.withDescription("NDJSON of the event set (sensitive content redacted unless --include-sensitive)"))
 
 const importCommand = Command.make(
@@ -326,31 +327,4 @@ const pointOf = (until: Option.Option<number>, at: Option.Option<string>) => {
     return Effect.succeed<Snapshot.Point>({ _tag: "Time", millis })
   }
   return Effect.fail(new UsageError({ message: "give exactly one of --until SEQ and --at ISO-TIME" }))
-}
-
-/** stdout as a sink: buffered, waits for `drain` (bounded memory), and stops quietly when the reader goes away. */
-const stdout = (): Sink => {
-  let chunks: Array<string> = []
-  let size = 0
-  let closed = false
-  process.stdout.once("error", () => (closed = true))
-  const flush = Effect.async<void, StorageError>((resume) => {
-    const data = chunks.join("")
-    chunks = []
-    size = 0
-    if (data === "" || closed) return resume(Effect.void)
-    if (process.stdout.write(data)) return resume(Effect.void)
-    const done = () => resume(Effect.void)
-    process.stdout.once("drain", done)
-    process.stdout.once("error", done)
-  })
-  return {
-    write: (text) =>
-      Effect.suspend(() => {
-        chunks.push(text)
-        size += text.length
-        return size >= 1 << 16 ? flush : Effect.void
-      }),
-    flush
-  }
 }

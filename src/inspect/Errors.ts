@@ -73,7 +73,17 @@ export class InvalidLines extends Schema.TaggedError<InvalidLines>()("InvalidLin
   }
 }
 
-/** Every failure of this folder, by tag (the CLI turns them into usage errors). */
+/**
+ * The reader of the output went away (a closed pipe: `memsync export | head -1`). Not a usage error: the CLI stops the
+ * work and exits 0, as Unix tools in a pipeline do.
+ */
+export class OutputClosed extends Schema.TaggedError<OutputClosed>()("OutputClosed", {}) {
+  override get message(): string {
+    return "the reader of the output closed it"
+  }
+}
+
+/** The failures of this folder that come from what the user typed, by tag (the CLI turns them into usage errors). */
 export const TAGS = [
   "SpaceRequired",
   "UnknownSpace",

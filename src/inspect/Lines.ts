@@ -6,7 +6,7 @@ import { Effect, type Scope } from "effect"
 import { closeSync, existsSync, linkSync, openSync, readSync, rmSync, writeSync } from "node:fs"
 import { StringDecoder } from "node:string_decoder"
 import { StorageError } from "../store/Errors.js"
-import { OutputExists } from "./Errors.js"
+import { type OutputClosed, OutputExists } from "./Errors.js"
 
 /** A numbered line (1-based); `tooLong` when it exceeded `MAX_LINE` and its text was dropped. */
 export interface Line {
@@ -18,11 +18,11 @@ export interface Line {
 /** Lines longer than this (in characters) are reported, not held: bounded memory on any input. */
 export const MAX_LINE = 8 * 1024 * 1024
 
-/** Where text goes. */
+/** Where text goes. A sink whose reader went away fails with `OutputClosed`, so the writer stops at once. */
 export interface Sink {
-  readonly write: (text: string) => Effect.Effect<void, StorageError>
+  readonly write: (text: string) => Effect.Effect<void, StorageError | OutputClosed>
   /** Write out what is buffered. */
-  readonly flush: Effect.Effect<void, StorageError>
+  readonly flush: Effect.Effect<void, StorageError | OutputClosed>
 }
 
 /** Open a file for reading lines; `next(n)` returns up to n lines (fewer only at the end). */

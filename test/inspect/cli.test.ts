@@ -3,74 +3,12 @@
  * exit codes and that stdout carries results only; in-process runs with stderr posing as a TTY check that progress
  * is drawn on stderr, never on stdout, and that `--quiet` silences it.
  */
-import { Command } from "@effect/cli"
-import * as NodeContext from "@effect/platform-node/NodeContext"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { spawn } from "node:child_process"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
-import { vi } from "vitest"
-import { inspectCommands } from "../../src/cli/inspect.js"
 import { created, ingest, serve, tempDir, updated } from "./fixtures.js"
-
-const ROOT = fileURLToPath(new URL("../..", import.meta.url))
-const BIN = join(ROOT, "bin", "memsync.js")
-
-interface Run {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/** Run the CLI in a child process (stderr is a pipe, not a TTY). */
-const memsync = (args: ReadonlyArray<string>) =>
-  Effect.async<Run>((resume) => {
-    const env = { ...process.env }
-    delete env.MEMSYNC_DB
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
-    child.on("error", (error) => resume(Effect.die(error)))
-    child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
-    return Effect.sync(() => child.kill())
-  })
-
-const cli = Command.run(Command.make("memsync").pipe(Command.withSubcommands([...inspectCommands])), {
-  name: "memsync",
-  version: "test"
-})
-
-/** Run the commands in this process with stderr posing as a TTY; collect what reaches stdout and stderr. */
-const inProcess = (args: ReadonlyArray<string>) =>
-  Effect.gen(function* () {
-    const out: Array<string> = []
-    const err: Array<string> = []
-    const text = (chunk: unknown) => (typeof chunk === "string" ? chunk : Buffer.from(String(chunk)).toString())
-    const tty = Object.getOwnPropertyDescriptor(process.stderr, "isTTY")
-    const spies = [
-      vi.spyOn(process.stdout, "write").mockImplementation((chunk: unknown) => (out.push(text(chunk)), true)),
-      vi.spyOn(process.stderr, "write").mockImplementation((chunk: unknown) => (err.push(text(chunk)), true)),
-      vi.spyOn(console, "log").mockImplementation((...xs: Array<unknown>) => void out.push(`${xs.join(" ")}\n`)),
-      vi.spyOn(console, "error").mockImplementation((...xs: Array<unknown>) => void err.push(`${xs.join(" ")}\n`))
-    ]
-    Object.defineProperty(process.stderr, "isTTY", { value: true, configurable: true })
-    const exit = yield* cli(["node", "memsync", ...args]).pipe(
-      Effect.provide(NodeContext.layer),
-      Effect.exit,
-      Effect.ensuring(
-        Effect.sync(() => {
-          spies.forEach((s) => s.mockRestore())
-          if (tty === undefined) Reflect.deleteProperty(process.stderr, "isTTY")
-          else Object.defineProperty(process.stderr, "isTTY", tty)
-        })
-      )
-    )
-    return { exit, stdout: out.join(""), stderr: err.join("") }
-  })
+import { inProcess, memsync } from "./runs.js"
 
 const setUp = Effect.gen(function* () {
   const dir = tempDir()
