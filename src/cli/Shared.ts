@@ -3,7 +3,9 @@
  */
 import { Options } from "@effect/cli"
 import { Config, Console, Effect, Layer } from "effect"
+import { TAGS as INSPECT_ERRORS } from "../inspect/Errors.js"
 import * as MemoryStore from "../store/MemoryStore.js"
+import { UsageError } from "./Exit.js"
 
 /** `--db FILE` (default `./memsync.db`, or `MEMSYNC_DB`). */
 export const db = Options.text("db").pipe(
@@ -14,6 +16,15 @@ export const db = Options.text("db").pipe(
 
 /** `--json`: machine-readable output on stdout. */
 export const json = Options.boolean("json").pipe(Options.withDescription("print JSON instead of text"))
+
+/** `--space S`: which space of a server database a read-only command reads. */
+export const space = Options.text("space").pipe(
+  Options.withDescription("read this space of a server database (required for one, refused for a replica)"),
+  Options.optional
+)
+
+/** `--quiet`: no progress line on stderr (every inspection command takes it, long or not). */
+export const quiet = Options.boolean("quiet").pipe(Options.withDescription("no progress bar on stderr"))
 
 /**
  * Run `effect` with the store over `file`. Read-only commands pass `create: false`, so a typo in `--db` reports a
@@ -43,3 +54,11 @@ export type { Layer }
  * @effect/cli's own copy of parse errors.
  */
 export const note = (line: string) => Effect.sync(() => void process.stderr.write(`memsync: ${line}\n`))
+
+/** The inspection tools' typed failures all come from what the user typed: exit 2 with their message. */
+export const inspectErrorsAsUsage = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.mapError(self, (e) => {
+    const tag = typeof e === "object" && e !== null && "_tag" in e ? String(e._tag) : ""
+    const known: ReadonlyArray<string> = INSPECT_ERRORS
+    return known.includes(tag) && e instanceof Error ? new UsageError({ message: e.message }) : e
+  })

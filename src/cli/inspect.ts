@@ -5,7 +5,7 @@
  * Output: text by default, `--json` for one document, `--ndjson` (streams) for one document per line. Streams are
  * written a page at a time with backpressure (see Stdout.ts), so memory stays bounded on 1M-event logs, and they stop
  * quietly with exit 0 when the reader of stdout goes away. Progress goes to stderr, and only when stderr is a TTY
- * (`--quiet` silences it): stdout carries results only.
+ * (every command takes `--quiet` to silence it): stdout carries results only.
  */
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Layer, Option } from "effect"
@@ -13,7 +13,7 @@ import { REGISTERS } from "../domain/Fold.js"
 import * as Blame from "../inspect/Blame.js"
 import * as Format from "../inspect/Format.js"
 import * as Diff from "../inspect/Diff.js"
-import { TAGS as INSPECT_ERRORS, InvalidLines } from "../inspect/Errors.js"
+import { InvalidLines } from "../inspect/Errors.js"
 import * as EventSource from "../inspect/EventSource.js"
 import * as Log from "../inspect/Log.js"
 import * as Snapshot from "../inspect/Snapshot.js"
@@ -24,16 +24,11 @@ import * as Database from "../store/Database.js"
 import { StorageError } from "../store/Errors.js"
 import * as MemoryStore from "../store/MemoryStore.js"
 import { UsageError, VerificationFailed } from "./Exit.js"
-import { progressReporter } from "./Progress.js"
-import { db, json, printJson } from "./Shared.js"
+import { progressOption } from "./Progress.js"
+import { db, inspectErrorsAsUsage as asUsage, json, printJson, quiet, space } from "./Shared.js"
 import * as Stdout from "./Stdout.js"
 
-const space = Options.text("space").pipe(
-  Options.withDescription("read this space of a server database (required for one, refused for a replica)"),
-  Options.optional
-)
 const ndjson = Options.boolean("ndjson").pipe(Options.withDescription("print one JSON document per line"))
-const quiet = Options.boolean("quiet").pipe(Options.withDescription("no progress bar on stderr"))
 const optionalInt = (name: string, description: string) =>
   Options.integer(name).pipe(Options.withDescription(description), Options.optional)
 
@@ -52,7 +47,8 @@ const log = Command.make(
     space,
     db,
     json,
-    ndjson
+    ndjson,
+    quiet
   },
   (a) =>
     Effect.gen(function* () {
@@ -81,7 +77,7 @@ const log = Command.make(
           })
           return out.write(lines.join(""))
         },
-        { limit: Option.getOrUndefined(a.limit) }
+        { limit: Option.getOrUndefined(a.limit), ...progressOption("log", a.quiet, { streaming: true }) }
       )
       if (mode === "json") yield* out.write(first ? "]\n" : "\n]\n")
       yield* out.flush
@@ -111,9 +107,8 @@ const replay = Command.make(
     Effect.gen(function* () {
       const mode = yield* outputMode(a)
       const point = yield* pointOf(a.until, a.at)
-      const progress = progressOf("replay", a.quiet)
       if (Option.isSome(a.out)) {
-        const summary = yield* Snapshot.toFile(a.out.value, point, progress)
+        const summary = yield* Snapshot.toFile(a.out.value, point, progressOption("replay", a.quiet))
         return yield* mode === "text"
           ? Console.log(`${Format.formatSummary(summary)}; written to ${a.out.value}`)
           : printJson({ ...summary, out: a.out.value })
@@ -135,7 +130,7 @@ const replay = Command.make(
               })
               .join("")
           ),
-        { ...progress, includeDeleted: a.includeDeleted }
+        { ...progressOption("replay", a.quiet, { streaming: true }), includeDeleted: a.includeDeleted }
       )
       if (mode === "json") yield* out.write(`\n],"summary":${JSON.stringify(summary)}}\n`)
       if (mode === "text") yield* out.write(`-- ${Format.formatSummary(summary)}\n`)
@@ -150,7 +145,8 @@ const blame = Command.make(
     field: Options.choice("field", REGISTERS).pipe(Options.withDescription("only this field"), Options.optional),
     space,
     db,
-    json
+    json,
+    quiet
   },
   (a) =>
     Effect.gen(function* () {
@@ -161,7 +157,7 @@ const blame = Command.make(
 
 const explain = Command.make(
   "explain",
-  { eventId: Args.text({ name: "event-id" }).pipe(Args.withDescription("the event")), space, db, json },
+  { eventId: Args.text({ name: "event-id" }).pipe(Args.withDescription("the event")), space, db, json, quiet },
   (a) =>
     Effect.gen(function* () {
       const e = yield* Blame.explain(a.eventId)
@@ -189,7 +185,7 @@ const diff = Command.make(
         EventSource.peekKind(file) === "server" ? { space: Option.getOrUndefined(a.space) } : {}
       const left = yield* EventSource.open({ filename: a.a, ...spaceFor(a.a) })
       const right = yield* EventSource.open({ filename: a.b, ...spaceFor(a.b) })
-      const report = yield* Diff.diff(left, right, { limit: a.limit, ...progressOf("diff", a.quiet) })
+      const report = yield* Diff.diff(left, right, { limit: a.limit, ...progressOption("diff", a.quiet) })
       yield* a.json ? printJson(report) : Console.log(Format.formatDiff(report))
       if (!report.identical) return yield* new VerificationFailed({ message: "the two logs differ" })
     }).pipe(Effect.scoped, asUsage)
@@ -209,13 +205,13 @@ const exportCommand = Command.make(
   },
   (a) =>
     Effect.gen(function* () {
-      const options = { includeSensitive: a.includeSensitive, ...progressOf("export", a.quiet) }
+      const options = { includeSensitive: a.includeSensitive }
       if (Option.isNone(a.out)) {
         const out = yield* Stdout.sink
-        yield* Transfer.exportTo(out, options)
+        yield* Transfer.exportTo(out, { ...options, ...progressOption("export", a.quiet, { streaming: true }) })
         return yield* out.flush
       }
-      const summary = yield* Transfer.exportToFile(a.out.value, options)
+      const summary = yield* Transfer.exportToFile(a.out.value, { ...options, ...progressOption("export", a.quiet) })
       const text = () =>
         `exported ${summary.events} events to ${a.out.pipe(Option.getOrElse(() => ""))}` +
         (summary.header.redacted ? ` (${summary.redactedEvents} redacted; --include-sensitive keeps them)` : "") +
@@ -243,7 +239,7 @@ const importCommand = Command.make(
     Effect.gen(function* () {
       const options = {
         allowRedacted: a.allowRedacted,
-        ...progressOf("import", a.quiet),
+        ...progressOption("import", a.quiet),
         onInvalid: (i: Transfer.InvalidLine) => warn(`${a.file}:${i.line}: ${i.message}`)
       }
       const report = yield* Option.match(a.space, {
@@ -288,26 +284,11 @@ export const inspectCommands = [log, replay, blame, explain, diff, exportCommand
  */
 const warn = (line: string) => Effect.sync(() => void process.stderr.write(`memsync: ${line}\n`))
 
-/**
- * The progress option of a long command: only when stderr is a TTY and `--quiet` is off, since the totals it needs
- * cost a pass of their own (a count over the log, the lines of an import file).
- */
-const progressOf = (label: string, quiet: boolean) =>
-  quiet || process.stderr.isTTY !== true ? {} : { onProgress: progressReporter(label) }
-
 /** Run a command body over the source in `--db` (and `--space`), with the tools' errors as usage errors. */
 const withSource =
   (file: string, space: Option.Option<string>) =>
   <A, E, R>(self: Effect.Effect<A, E, R>) =>
     self.pipe(Effect.provide(EventSource.layer({ filename: file, space: Option.getOrUndefined(space) })), asUsage)
-
-/** The inspection tools' typed failures all come from what the user typed: exit 2 with their message. */
-const asUsage = <A, E, R>(self: Effect.Effect<A, E, R>) =>
-  Effect.mapError(self, (e) => {
-    const tag = typeof e === "object" && e !== null && "_tag" in e ? String(e._tag) : ""
-    const known: ReadonlyArray<string> = INSPECT_ERRORS
-    return known.includes(tag) && e instanceof Error ? new UsageError({ message: e.message }) : e
-  })
 
 const outputMode = (a: { readonly json: boolean; readonly ndjson: boolean }) =>
   a.json && a.ndjson

@@ -91,7 +91,10 @@ export const diff = Effect.fn("Inspect.diff")(function* (a: EventSource, b: Even
   const limit = options.limit ?? 100
   const pageSize = options.pageSize ?? InspectFold.PAGE_SIZE
   const [na, nb] = [yield* a.count(), yield* b.count()]
-  const total = 2 * (na + nb)
+  // One step per event read: every event of both logs in the merge-join, then those in each event set in the folds.
+  const folded =
+    options.onProgress === undefined ? 0 : (yield* a.count({ inSet: true })) + (yield* b.count({ inSet: true }))
+  const total = na + nb + folded
   let done = 0
   const progress = (n: number) => {
     done += n
@@ -219,6 +222,7 @@ const compareEvents = (
     }
     const ca = byId(a, pageSize)
     const cb = byId(b, pageSize)
+    // Events consumed since the last report: a matched pair is two.
     let step = 0
     while (true) {
       const x = yield* ca.peek
@@ -229,10 +233,12 @@ const compareEvents = (
         onlyInA.add(refOf(x), limit)
         if (reaches(x)) candidate(orderKey(x), () => ({ event: refOf(x), heldBy: "a", why: "only A holds it" }))
         ca.advance()
+        step++
       } else if (order > 0 && y !== undefined) {
         onlyInB.add(refOf(y), limit)
         if (reaches(y)) candidate(orderKey(y), () => ({ event: refOf(y), heldBy: "b", why: "only B holds it" }))
         cb.advance()
+        step++
       } else if (x !== undefined && y !== undefined) {
         const mismatch = () => ({
           id: x.id,
@@ -262,8 +268,9 @@ const compareEvents = (
         }
         ca.advance()
         cb.advance()
+        step += 2
       }
-      if (++step === pageSize) {
+      if (step >= pageSize) {
         yield* progress(step)
         step = 0
       }

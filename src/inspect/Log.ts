@@ -2,6 +2,7 @@
  * `memsync log`: the events of a log in log order, with their sync state, read a page at a time.
  */
 import { Effect } from "effect"
+import type { Progress } from "../store/Replay.js"
 import { memoryIdOf } from "../domain/Events.js"
 import { EventSource, type Entry, type Filter, type SyncState } from "./EventSource.js"
 
@@ -10,6 +11,8 @@ export interface Options {
   /** At most this many events in all. */
   readonly limit?: number | undefined
   readonly pageSize?: number
+  /** Called after each page; its total costs a count over the log, so pass it only when a bar is drawn. */
+  readonly onProgress?: ((p: Progress) => Effect.Effect<void>) | undefined
 }
 
 /** Hand the entries passing `filter` to `onPage`, in log order; returns how many there were. */
@@ -22,6 +25,7 @@ export const list = <E, R>(
     const source = yield* EventSource
     const pageSize = options.pageSize ?? 1_000
     let left = options.limit ?? Number.POSITIVE_INFINITY
+    const total = options.onProgress === undefined ? 0 : Math.min(left, yield* source.count(filter))
     let after = 0
     let count = 0
     while (left > 0) {
@@ -31,7 +35,10 @@ export const list = <E, R>(
       after = page[page.length - 1]!.event.seq
       count += page.length
       left -= page.length
+      if (options.onProgress) yield* options.onProgress({ done: count, total })
     }
+    // An empty listing still ends its progress line.
+    if (options.onProgress && count === 0) yield* options.onProgress({ done: 0, total })
     return count
   }).pipe(Effect.withSpan("Inspect.log"))
 

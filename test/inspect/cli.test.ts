@@ -7,7 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { created, ingest, serve, tempDir, updated } from "./fixtures.js"
+import { created, deadLetter, ingest, serve, tempDir, updated } from "./fixtures.js"
 import { inProcess, memsync } from "./runs.js"
 
 const setUp = Effect.gen(function* () {
@@ -50,6 +50,29 @@ describe("inspect CLI", () => {
       assert.include(run.stderr, `${file}:2: not JSON`)
       assert.include(run.stdout, "imported 2 of 2 events")
       assert.isTrue(existsSync(target))
+    })
+  )
+
+  it.effect("diff's progress ends at 100% with a newline, whether the logs match or not", () =>
+    Effect.gen(function* () {
+      const { dir, db } = yield* setUp
+      const events = Array.from({ length: 40 }, (_, i) => created(`n${i}`, "c", i))
+      const [a, b, c] = [join(dir, "a.db"), join(dir, "b.db"), join(dir, "c.db")]
+      yield* ingest(a, events)
+      yield* ingest(b, [...events].reverse())
+      yield* ingest(c, events)
+      yield* deadLetter(c, [events[0]!.id, events[1]!.id])
+      const same = yield* inProcess(["diff", a, b])
+      assert.strictEqual(same.exit._tag, "Success")
+      assert.include(same.stdout, "identical")
+      // Each log once in the merge of ids, then each event set once in the folds.
+      assert.isTrue(same.stderr.endsWith("diff: 160/160 events (100%)\n"), same.stderr)
+      assert.strictEqual(same.stderr.match(/100%/g)?.length, 1, "the line ends once")
+      const differ = yield* inProcess(["diff", a, c])
+      assert.strictEqual(differ.exit._tag, "Failure")
+      assert.isTrue(differ.stderr.endsWith("diff: 158/158 events (100%)\n"), differ.stderr)
+      const other = yield* inProcess(["diff", db, a, "--quiet"])
+      assert.strictEqual(other.stderr, "")
     })
   )
 

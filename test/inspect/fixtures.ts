@@ -131,6 +131,56 @@ export const deadLetter = (filename: string, ids: ReadonlyArray<string>) =>
     )
   }).pipe(Effect.provide(Ledger.layer.pipe(Layer.provideMerge(replica(filename)))))
 
+/** Record events as accepted by a server at the given seqs (confirmed), as the sync engine does after a push. */
+export const confirm = (filename: string, acks: ReadonlyArray<{ readonly id: string; readonly seq: number }>) =>
+  Effect.gen(function* () {
+    const ledger = yield* Ledger.Ledger
+    yield* ledger.recordPush(
+      acks.map((a) => ({ status: "accepted" as const, id: a.id, seq: a.seq })),
+      T0
+    )
+  }).pipe(Effect.provide(Ledger.layer.pipe(Layer.provideMerge(replica(filename)))))
+
+/** Write memories locally, as a user does (each create waits in the outbox); returns their events' ids, in order. */
+export const writeLocal = (filename: string, contents: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const store = yield* MemoryStore.MemoryStore
+    const ids: Array<string> = []
+    for (const content of contents) {
+      const memory = yield* store.create({ content })
+      const [event] = yield* store.history(memory.id)
+      if (event !== undefined) ids.push(event.id)
+    }
+    return ids
+  }).pipe(Effect.provide(replica(filename)))
+
+/**
+ * A replica in every sync state: five events pulled from elsewhere (unconfirmed: ingested without seqs), then three
+ * local creates: one confirmed at server seq 6, one dead-lettered (`invalid: planted by a test`), one pending.
+ */
+export const syncedReplica = (filename: string) =>
+  Effect.gen(function* () {
+    const remote = [
+      created("m1", "a", 1),
+      updated("m1", "b", 2, { content: "b's words" }),
+      created("m2", "b", 3),
+      deleted("m2", "a", 4),
+      updated("m1", "a", 5, { tags: ["t"] })
+    ]
+    yield* ingest(filename, remote)
+    const [confirmed, rejected, pending] = yield* writeLocal(filename, [
+      "mine, synced",
+      "mine, refused",
+      "mine, waiting"
+    ])
+    if (confirmed === undefined || rejected === undefined || pending === undefined) {
+      return yield* Effect.die(new Error("three local writes expected"))
+    }
+    yield* confirm(filename, [{ id: confirmed, seq: 6 }])
+    yield* deadLetter(filename, [rejected])
+    return { remote, confirmed, rejected, pending }
+  })
+
 /** Push events into `space` of the server database at `filename` (the test clock is moved to accept their stamps). */
 export const serve = (filename: string, space: string, events: ReadonlyArray<Envelope>) =>
   Effect.gen(function* () {
