@@ -3,7 +3,7 @@
  * Exit codes: 0 synced · 3 auth failed · 4 server unreachable or transient failure (pending kept) · 5 dead-lettered.
  */
 import { Command, Options } from "@effect/cli"
-import { Config, Console, Effect, Layer, Logger, LogLevel, Option, Stream } from "effect"
+import { Config, Console, Effect, Layer, Logger, LogLevel, Option, Ref, Stream } from "effect"
 import * as HttpTransport from "../sync/HttpTransport.js"
 import * as Ledger from "../sync/Ledger.js"
 import * as SyncEngine from "../sync/SyncEngine.js"
@@ -65,14 +65,26 @@ const sync = Command.make(
         const engine = yield* SyncEngine.SyncEngine
         if (a.watch) {
           yield* note(`syncing with ${url} (Ctrl-C to stop)`)
+          // Remembered once a pull from this server has completed, as a one-shot sync remembers it once it succeeded
+          // (a mistyped URL is never remembered).
+          const pulledBefore = yield* engine.ledger.get("last_pull_at")
+          const remembered = yield* Ref.make(false)
+          const remember = Effect.gen(function* () {
+            if ((yield* Ref.get(remembered)) || (yield* engine.ledger.get("last_pull_at")) === pulledBefore) return
+            yield* engine.ledger.set("server_url", url)
+            yield* Ref.set(remembered, true)
+          })
           yield* engine.statusChanges.pipe(
             Stream.changesWith((x, y) => JSON.stringify(x) === JSON.stringify(y)),
             Stream.runForEach((s) =>
-              a.json
-                ? Console.log(JSON.stringify(s))
-                : Console.log(
-                    `${s.state.padEnd(11)} pending=${s.pending} dead=${s.deadLetters}${s.lastError ? `  (${s.lastError})` : ""}`
-                  )
+              Effect.zipRight(
+                a.json
+                  ? Console.log(JSON.stringify(s))
+                  : Console.log(
+                      `${s.state.padEnd(11)} pending=${s.pending} dead=${s.deadLetters}${s.lastError ? `  (${s.lastError})` : ""}`
+                    ),
+                remember
+              )
             )
           )
           return
@@ -179,7 +191,8 @@ const stderrLogger = Logger.replace(
   Logger.make(({ logLevel, message }) => {
     if (!LogLevel.greaterThanEqual(logLevel, LogLevel.Warning)) return
     const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
-    process.stderr.write(`memsync: ${logLevel.label.toLowerCase()}: ${text}\n`)
+    const label = LogLevel.greaterThanEqual(logLevel, LogLevel.Error) ? "error" : "warning"
+    process.stderr.write(`memsync: ${label}: ${text}\n`)
   })
 )
 

@@ -187,6 +187,7 @@ export const decodeListed = Schema.decodeUnknownSync(Schema.parseJson(Listed))
 export const StatusReport = Schema.Struct({
   pending: Schema.Number,
   deadLetters: Schema.Number,
+  idConflicts: Schema.Number,
   cursor: Schema.Number,
   epoch: Schema.optional(Schema.String),
   serverUrl: Schema.optional(Schema.String),
