@@ -9,11 +9,12 @@ import { formatError } from "../domain/Events.js"
 import { CreateInput, Patch, type Memory } from "../domain/Memory.js"
 import { ValidationError } from "../store/Errors.js"
 import { MemoryStore, type ListedMemory } from "../store/MemoryStore.js"
+import * as EventSource from "../inspect/EventSource.js"
 import * as LogStats from "../inspect/LogStats.js"
 import * as Replay from "../store/Replay.js"
 import { UsageError, VerificationFailed } from "./Exit.js"
-import { db, json, output, withStore } from "./Shared.js"
-import { progressReporter } from "./Progress.js"
+import { db, inspectErrorsAsUsage, json, output, quiet, space, withStore } from "./Shared.js"
+import { progressOption, progressReporter } from "./Progress.js"
 
 const id = Args.text({ name: "id" }).pipe(Args.withDescription("the memory id"))
 const category = Options.text("category").pipe(
@@ -199,30 +200,18 @@ const rebuild = Command.make("rebuild", { db, json }, (a) =>
   })
 ).pipe(Command.withDescription("drop the view and fold it again from the event log"))
 
-const stats = Command.make("stats", { db, json }, (a) =>
+const stats = Command.make("stats", { space, db, json, quiet }, (a) =>
   Effect.gen(function* () {
-    const s = yield* withStore(
-      a.db,
-      { create: false },
-      Effect.flatMap(MemoryStore, (store) => store.stats)
+    // Read through the inspection source, opened read-only: stats never migrates or writes the file it counts.
+    const report = yield* LogStats.report(progressOption("stats", a.quiet)).pipe(
+      Effect.provide(EventSource.layer({ filename: a.db, space: Option.getOrUndefined(a.space) }))
     )
-    const log = yield* LogStats.ofFile(a.db)
-    yield* output(a.json, { ...s, ...log }, () =>
-      [
-        `memories        ${s.memories}`,
-        `deleted         ${s.deleted}`,
-        `events          ${s.events}`,
-        ...Object.entries(s.eventsByType).map(([t, n]) => `  ${t.padEnd(16)}${n}`),
-        `unknown events  ${s.unknownEvents}`,
-        `pending outbox  ${s.pendingOutbox}`,
-        `dead letters    ${s.deadLetters}`,
-        ...LogStats.formatLines(log)
-      ].join("\n")
-    )
-  })
+    yield* output(a.json, report, () => LogStats.formatReport(report).join("\n"))
+  }).pipe(inspectErrorsAsUsage)
 ).pipe(
   Command.withDescription(
-    "counts: memories, deleted, events by type/day/client, log size on disk, pending outbox, unknown events"
+    "counts: memories, deleted, events by type/day/client, log size on disk, pending outbox, unknown events " +
+      "(of a replica, or of one space of a server database with --space S)"
   )
 )
 

@@ -133,7 +133,8 @@ describe("memsync log", () => {
         ["explain", confirmed, "--db", db],
         ["diff", db, db],
         ["export", "--db", db, "--out", join(dir, "out.ndjson")],
-        ["import", join(dir, "out.ndjson"), "--db", join(dir, "copy.db")]
+        ["import", join(dir, "out.ndjson"), "--db", join(dir, "copy.db")],
+        ["stats", "--db", db]
       ]
       for (const args of runs) {
         const run = yield* inProcess([...args, "--quiet"])
