@@ -6,14 +6,17 @@
  * written a page at a time with backpressure (see Stdout.ts), so memory stays bounded on 1M-event logs, and they stop
  * quietly with exit 0 when the reader of stdout goes away. Progress goes to stderr, and only when stderr is a TTY
  * (every command takes `--quiet` to silence it): stdout carries results only.
+ *
+ * Only `import` writes, and a failed import leaves no database it created behind.
  */
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect, Layer, Option } from "effect"
+import { Cause, Console, Effect, Layer, Option } from "effect"
+import { closeSync, existsSync, openSync, rmSync } from "node:fs"
 import { REGISTERS } from "../domain/Fold.js"
 import * as Blame from "../inspect/Blame.js"
 import * as Format from "../inspect/Format.js"
 import * as Diff from "../inspect/Diff.js"
-import { InvalidLines } from "../inspect/Errors.js"
+import { ImportRefused, InvalidLines } from "../inspect/Errors.js"
 import * as EventSource from "../inspect/EventSource.js"
 import * as Log from "../inspect/Log.js"
 import * as Snapshot from "../inspect/Snapshot.js"
@@ -237,6 +240,7 @@ const importCommand = Command.make(
   },
   (a) =>
     Effect.gen(function* () {
+      yield* readable(a.file)
       const options = {
         allowRedacted: a.allowRedacted,
         ...progressOption("import", a.quiet),
@@ -270,7 +274,7 @@ const importCommand = Command.make(
         yield* warn(`the export header announces ${report.header.events} events; the file holds fewer (truncated?)`)
       }
       if (report.invalidCount > 0) return yield* new InvalidLines({ path: a.file, count: report.invalidCount })
-    }).pipe(asUsage)
+    }).pipe(removeIfMadeAndFailed(a.db), asUsage)
 ).pipe(Command.withDescription("import an NDJSON export: idempotent by event id, bad lines reported and skipped"))
 
 /** The inspection commands, in help order. */
@@ -309,3 +313,28 @@ const pointOf = (until: Option.Option<number>, at: Option.Option<string>) => {
   }
   return Effect.fail(new UsageError({ message: "give exactly one of --until SEQ and --at ISO-TIME" }))
 }
+
+/** Refuse an import file that cannot be read before the target database is opened (and so perhaps created). */
+const readable = (file: string) =>
+  Effect.try({
+    try: () => closeSync(openSync(file, "r")),
+    catch: (e) => new ImportRefused({ path: file, reason: e instanceof Error ? e.message : String(e) })
+  })
+
+/**
+ * A failed import leaves no database it created behind (a refused header, a storage failure, an interruption). Lines
+ * skipped as invalid are not such a failure: the rest was imported, as promised, and stays.
+ */
+const removeIfMadeAndFailed =
+  (file: string) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>) =>
+    Effect.suspend(() => {
+      if (existsSync(file)) return self
+      return Effect.onError(self, (cause) => {
+        const failure = Cause.failureOption(cause)
+        if (Option.isSome(failure) && failure.value instanceof InvalidLines) return Effect.void
+        return Effect.sync(() => {
+          for (const f of [file, `${file}-wal`, `${file}-shm`, `${file}-journal`]) rmSync(f, { force: true })
+        })
+      })
+    })

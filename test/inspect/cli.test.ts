@@ -8,7 +8,7 @@ import { Effect } from "effect"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { created, deadLetter, ingest, serve, tempDir, updated } from "./fixtures.js"
-import { inProcess, memsync } from "./runs.js"
+import { fileHash, inProcess, memsync } from "./runs.js"
 
 const setUp = Effect.gen(function* () {
   const dir = tempDir()
@@ -50,6 +50,41 @@ describe("inspect CLI", () => {
       assert.include(run.stderr, `${file}:2: not JSON`)
       assert.include(run.stdout, "imported 2 of 2 events")
       assert.isTrue(existsSync(target))
+    })
+  )
+
+  it.effect("a failed import leaves no database behind, and an existing one as it was", () =>
+    Effect.gen(function* () {
+      const { dir, db } = yield* setUp
+      const redacted = join(dir, "redacted.ndjson")
+      const header = { memsync: "export", version: 1, redacted: true }
+      writeFileSync(redacted, [JSON.stringify(header), JSON.stringify(created("r1", "c", 1))].join("\n") + "\n")
+      const future = join(dir, "future.ndjson")
+      writeFileSync(future, JSON.stringify({ ...header, redacted: false, version: 99 }) + "\n")
+      const target = (name: string) => join(dir, name)
+      const before = fileHash(db)
+      const [missing, refused, unknown, kept] = yield* Effect.all(
+        [
+          memsync(["import", join(dir, "nofile.ndjson"), "--db", target("z.db")]),
+          memsync(["import", redacted, "--db", target("r.db")]),
+          memsync(["import", future, "--db", target("f.db")]),
+          memsync(["import", redacted, "--db", db])
+        ],
+        { concurrency: "unbounded" }
+      )
+      assert.strictEqual(missing.code, 2)
+      assert.match(missing.stderr, /^memsync: cannot import .*nofile\.ndjson: ENOENT/)
+      assert.strictEqual(refused.code, 2)
+      assert.include(refused.stderr, "it is a redacted export")
+      assert.strictEqual(unknown.code, 2)
+      assert.include(unknown.stderr, "export format version 99 is unknown")
+      for (const name of ["z.db", "r.db", "f.db"]) {
+        for (const suffix of ["", "-wal", "-shm"]) {
+          assert.isFalse(existsSync(target(name + suffix)), `${name}${suffix} was not left behind`)
+        }
+      }
+      assert.strictEqual(kept.code, 2)
+      assert.strictEqual(fileHash(db), before, "the existing database is untouched")
     })
   )
 
