@@ -92,7 +92,10 @@ const replay = Command.make(
   {
     until: optionalInt("until", "the state after the events up to this seq (log order)"),
     at: Options.text("at").pipe(
-      Options.withDescription("the state from the events stamped at or before this ISO time (HLC order)"),
+      Options.withDescription(
+        "the state from the events stamped at or before this time (HLC order): ISO 8601 with a zone, " +
+          "e.g. 2024-05-01T12:00:00Z or 2024-05-01T14:00:00+02:00 (a time without a zone is refused)"
+      ),
       Options.optional
     ),
     out: Options.text("out").pipe(
@@ -299,15 +302,25 @@ const outputMode = (a: { readonly json: boolean; readonly ndjson: boolean }) =>
     ? Effect.fail(new UsageError({ message: "--json and --ndjson cannot be used together" }))
     : Effect.succeed(a.json ? ("json" as const) : a.ndjson ? ("ndjson" as const) : ("text" as const))
 
+/** ISO 8601 date and time with an explicit zone (`Z` or an offset). */
+const ZONED_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i
+
 const pointOf = (until: Option.Option<number>, at: Option.Option<string>) => {
   if (Option.isSome(until) && Option.isNone(at)) {
     if (until.value < 0) return Effect.fail(new UsageError({ message: "--until must be >= 0" }))
     return Effect.succeed<Snapshot.Point>({ _tag: "Seq", seq: until.value })
   }
   if (Option.isSome(at) && Option.isNone(until)) {
-    const millis = Date.parse(at.value)
+    // A time without a zone would be read as the machine's local time: on a log written elsewhere that is a guess.
+    const millis = ZONED_TIME.test(at.value) ? Date.parse(at.value) : Number.NaN
     if (Number.isNaN(millis)) {
-      return Effect.fail(new UsageError({ message: `--at ${at.value}: not an ISO time (e.g. 2024-05-01T12:00:00Z)` }))
+      return Effect.fail(
+        new UsageError({
+          message:
+            `--at ${at.value}: not an ISO time with a zone ` +
+            `(e.g. 2024-05-01T12:00:00Z or 2024-05-01T14:00:00+02:00; local time is not assumed)`
+        })
+      )
     }
     return Effect.succeed<Snapshot.Point>({ _tag: "Time", millis })
   }

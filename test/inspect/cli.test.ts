@@ -111,6 +111,24 @@ describe("inspect CLI", () => {
     })
   )
 
+  it.effect("replay --at wants a time with its zone: local time is not assumed", () =>
+    Effect.gen(function* () {
+      const { db } = yield* setUp
+      for (const at of ["2025-01-01T00:00:00.010", "2025-01-01", "yesterday"]) {
+        const run = yield* inProcess(["replay", "--at", at, "--db", db, "--quiet"])
+        assert.strictEqual(run.exit._tag, "Failure", at)
+        assert.include(JSON.stringify(run.exit), `--at ${at}: not an ISO time with a zone`)
+        assert.include(JSON.stringify(run.exit), "UsageError")
+      }
+      // Events are 1 ms apart from 2025-01-01T00:00:00Z: eleven are stamped at or before 10 ms past.
+      for (const at of ["2025-01-01T00:00:00.010Z", "2025-01-01T01:00:00.010+01:00", "2024-12-31T23:00:00.010-01:00"]) {
+        const run = yield* inProcess(["replay", "--at", at, "--db", db, "--json", "--quiet"])
+        assert.strictEqual(run.exit._tag, "Success", at)
+        assert.strictEqual(JSON.parse(run.stdout).summary.events, 11, at)
+      }
+    })
+  )
+
   it.effect("progress is drawn on stderr when it is a TTY, never on stdout; --quiet silences it", () =>
     Effect.gen(function* () {
       const { db } = yield* setUp
