@@ -50,6 +50,8 @@ export interface MemoryStatus {
   readonly deleted: boolean
   /** Readers see it: created and not deleted. */
   readonly visible: boolean
+  /** When no create is held because the server rejected it: that create, with the server's reason. */
+  readonly rejectedCreate?: Skipped
 }
 
 /** What `blame` found. */
@@ -158,11 +160,15 @@ const analyze = (memoryId: string, entries: ReadonlyArray<Entry>) => {
   }
   const folded = fold(Array.from(byKey.values(), (f) => f.event)).get(memoryId)
   const state: MemoryState = folded ?? { id: memoryId, created: false, deleted: false }
+  const rejectedCreate = state.created
+    ? undefined
+    : skipped.find((s) => s.why === "dead-lettered" && s.type === "memory.created")
   const status: MemoryStatus = {
     id: memoryId,
     created: state.created,
     deleted: state.deleted,
-    visible: isVisible(state)
+    visible: isVisible(state),
+    ...(rejectedCreate === undefined ? {} : { rejectedCreate })
   }
   // Every write of a register, latest first (entries come in (hlc, id) order).
   const writes = (name: RegisterName): Array<Write> => {

@@ -172,6 +172,24 @@ const capped = <A>() => {
 /** Does this row reach its side's view: in the event set, and of a kind this build folds? */
 const reaches = (r: LogRow): boolean => !r.excluded && classify(toEnvelope(r))._tag === "Known"
 
+/**
+ * The divergence at an id both sides hold with different bodies; `folded` is the copy with the smaller order key among
+ * those that reach a view. Both copies can carry the same stamp, so the side is told by the copy, not by its key.
+ */
+const conflictOf = (x: LogRow, y: LogRow, folded: LogRow): Divergence => {
+  const why = "both hold this id with different bodies"
+  if (reaches(x) && reaches(y)) return { event: refOf(folded), heldBy: "both", why }
+  const [side, other, left] = folded === x ? (["a", "B", y] as const) : (["b", "A", x] as const)
+  const reason = left.excluded
+    ? `${other} dead-lettered its copy (the server rejected it)`
+    : `${other}'s copy is of a kind this build does not fold`
+  return {
+    event: refOf(folded),
+    heldBy: side,
+    why: `${why}; ${reason}, so only ${side.toUpperCase()}'s copy is folded`
+  }
+}
+
 const sameBody = (x: LogRow, y: LogRow): boolean => {
   if (x.type !== y.type || x.version !== y.version || x.hlc !== y.hlc || x.clientId !== y.clientId) return false
   if (x.payload === y.payload) return true
@@ -247,14 +265,8 @@ const compareEvents = (
         })
         if (!sameBody(x, y)) {
           conflicting.add(mismatch(), limit)
-          const keys = [x, y].filter(reaches).map(orderKey).sort()
-          if (keys[0] !== undefined) {
-            candidate(keys[0], () => ({
-              event: refOf(orderKey(x) === keys[0] ? x : y),
-              heldBy: "both",
-              why: "both hold this id with different bodies"
-            }))
-          }
+          const folded = [x, y].filter(reaches).sort((p, q) => (orderKey(p) < orderKey(q) ? -1 : 1))[0]
+          if (folded !== undefined) candidate(orderKey(folded), () => conflictOf(x, y, folded))
         } else if (x.excluded !== y.excluded) {
           deadLetterMismatch.add(mismatch(), limit)
           const held = x.excluded ? y : x

@@ -46,7 +46,9 @@ const statusOf = (m: MemoryStatus): string =>
     ? "visible"
     : m.deleted
       ? "deleted (a delete is held: it wins over every update, earlier or later)"
-      : "hidden (no create held: updates are kept until it arrives)"
+      : m.rejectedCreate !== undefined
+        ? `hidden (its create ${m.rejectedCreate.id} was dead-lettered: ${m.rejectedCreate.message})`
+        : "hidden (no create held: updates are kept until it arrives)"
 
 /** A blame report. */
 export const formatBlame = (r: BlameReport): string => {

@@ -5,6 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Blame from "../../src/inspect/Blame.js"
+import * as Format from "../../src/inspect/Format.js"
 import { created, deadLetter, deleted, ingest, tempFile, unknownKind, updated, withSource } from "./fixtures.js"
 
 const history = () => {
@@ -122,6 +123,33 @@ describe("Blame", () => {
         upd.won.map((w) => w.field),
         ["content", "updatedAt"]
       )
+    })
+  )
+
+  it.effect("a memory whose create was dead-lettered says so, with the server's reason", () =>
+    Effect.gen(function* () {
+      const file = tempFile("replica.db")
+      const create = created("m3", "a", 1)
+      const edit = updated("m3", "b", 2, { content: "kept, waiting" })
+      yield* ingest(file, [create, edit])
+      yield* deadLetter(file, [create.id])
+      const onCreate = yield* Blame.explain(create.id).pipe(withSource(file))
+      assert.deepStrictEqual(onCreate.memory?.rejectedCreate?.id, create.id)
+      const text = Format.formatExplanation(onCreate)
+      assert.include(
+        text,
+        `memory    m3: hidden (its create ${create.id} was dead-lettered: rejected by the server: invalid: planted by a test)`
+      )
+      assert.include(text, "applied   no: dead-lettered (rejected by the server: invalid: planted by a test)")
+      assert.notInclude(text, "no create held")
+      const blamed = Format.formatBlame(yield* Blame.blame("m3").pipe(withSource(file)))
+      assert.include(blamed, `m3: hidden (its create ${create.id} was dead-lettered`)
+
+      // Without a create at all, the update waits for it.
+      const waiting = tempFile("replica.db")
+      yield* ingest(waiting, [edit])
+      const alone = Format.formatExplanation(yield* Blame.explain(edit.id).pipe(withSource(waiting)))
+      assert.include(alone, "m3: hidden (no create held: updates are kept until it arrives)")
     })
   )
 })

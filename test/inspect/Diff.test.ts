@@ -77,6 +77,30 @@ describe("Diff", () => {
     })
   )
 
+  it.effect("an id both hold with different bodies, dead-lettered by A: B's copy is the divergence, and why", () =>
+    Effect.gen(function* () {
+      const dir = tempDir()
+      const base = created("m1", "a", 1)
+      const mine = updated("m1", "a", 5, { content: "A's body" })
+      // Same id and stamp, another body: only the payload tells the copies apart.
+      const theirs: Envelope = { ...mine, payload: { id: "m1", patch: { content: "B's body" }, updatedAt: 0 } }
+      yield* ingest(`${dir}/a.db`, [base, mine])
+      yield* ingest(`${dir}/b.db`, [theirs, base])
+      yield* deadLetter(`${dir}/a.db`, [mine.id])
+      const r = yield* diffFiles(`${dir}/a.db`, `${dir}/b.db`)
+      assert.deepStrictEqual(
+        r.conflicting.items.map((m) => [m.id, m.a.deadLettered, m.b.deadLettered]),
+        [[mine.id, true, false]]
+      )
+      assert.strictEqual(r.firstDivergence?.heldBy, "b")
+      assert.strictEqual(r.firstDivergence?.event.seq, 1, "B's copy (seq 1 in B), not A's (seq 2 in A)")
+      assert.strictEqual(
+        r.firstDivergence?.why,
+        "both hold this id with different bodies; A dead-lettered its copy (the server rejected it), so only B's copy is folded"
+      )
+    })
+  )
+
   it.effect("compares a replica with a server space", () =>
     Effect.gen(function* () {
       const dir = tempDir()
