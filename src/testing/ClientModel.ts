@@ -16,7 +16,7 @@
  * The engine is configured so that each step makes one request per run (large batches and pages, resync only at
  * start): then a fiber's next request after a failure is that failure's retry, and the timing checks are exact.
  */
-import { Effect, Exit, FastCheck as fc, Logger, LogLevel, Option, Random, Scope, SubscriptionRef } from "effect"
+import { Effect, Exit, FastCheck as fc, Logger, LogLevel, Option, Random, Schema, Scope, SubscriptionRef } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { join } from "node:path"
 import * as Policy from "../sync/Policy.js"
@@ -43,16 +43,19 @@ export const ENGINE: Omit<SyncEngine.Config, "token"> = {
 export const TIMEOUT_MS = 1_000
 
 /** The P9 response menu: what the scripted server answers next. */
-export type Answer = SimNetwork.ErrorKind | "drop" | "lose"
+export const Answer = Schema.Literal("5xx", "429", "401", "403", "malformed", "refused", "drop", "lose")
+export type Answer = typeof Answer.Type
 
-/** One command. */
-export type Cmd =
-  | { readonly _tag: "commit"; readonly n: number }
-  | { readonly _tag: "script"; readonly answer: Answer; readonly count: number; readonly retryAfterSeconds: number }
-  | { readonly _tag: "advance"; readonly ms: number }
-  | { readonly _tag: "revoke" }
-  | { readonly _tag: "regrant" }
-  | { readonly _tag: "newToken" }
+/** One command (plain JSON, so a failure's command list can be saved and replayed). */
+export const Cmd = Schema.Union(
+  Schema.Struct({ _tag: Schema.Literal("commit"), n: Schema.Int }),
+  Schema.Struct({ _tag: Schema.Literal("script"), answer: Answer, count: Schema.Int, retryAfterSeconds: Schema.Int }),
+  Schema.Struct({ _tag: Schema.Literal("advance"), ms: Schema.Int }),
+  Schema.Struct({ _tag: Schema.Literal("revoke") }),
+  Schema.Struct({ _tag: Schema.Literal("regrant") }),
+  Schema.Struct({ _tag: Schema.Literal("newToken") })
+)
+export type Cmd = typeof Cmd.Type
 
 /** What a run can substitute (the planted-bug check). */
 export interface Config {
@@ -205,6 +208,14 @@ class Checker {
     return covered >= call.at - EPSILON
   }
 
+  /** A push retry may find its events already confirmed by a pull made while it waited (and send nothing). */
+  private pulledWhileWaiting(call: SimNetwork.Call, previous: SimNetwork.Call): boolean {
+    return (
+      call.op === "push" &&
+      this.history.some((c) => c.op === "pull" && c.outcome === "ok" && c.at >= previous.at && c.at <= call.at)
+    )
+  }
+
   /** The retry timing of a fiber's request after its previous one failed. */
   private timing(call: SimNetwork.Call) {
     if (call.op === "authCheck") return
@@ -222,7 +233,12 @@ class Checker {
         }
         coverage.protocolRetries++
         const due = previous.doneAt + this.backoff.slowMs + EPSILON
-        if (this.authEventAt < previous.at && call.at > due && !this.busyUntil(call, due)) {
+        if (
+          this.authEventAt < previous.at &&
+          !this.pulledWhileWaiting(call, previous) &&
+          call.at > due &&
+          !this.busyUntil(call, due)
+        ) {
           throw new Violation(`P9: retried ${waited} ms after an undecodable response; the slow schedule is shorter`)
         }
       }
@@ -233,8 +249,9 @@ class Checker {
         coverage.transientRetries++
         if (floor > 0) coverage.retryAfterHonoured++
         const ceiling = Math.max(floor, Policy.ceilingMs(this.backoff, state.failures - 1))
-        // Only when nothing out of band (an auth episode) restarted the step in between.
-        if (this.authEventAt < previous.at) {
+        // Only when nothing out of band (an auth episode) restarted the step in between, and no pull took the
+        // events off the queue (a pulled event is confirmed): then the retry finds nothing to push and sends nothing.
+        if (this.authEventAt < previous.at && !this.pulledWhileWaiting(call, previous)) {
           coverage.boundedRetries++
           const due = previous.doneAt + ceiling + EPSILON
           if (call.at > due && !this.busyUntil(call, due)) {
@@ -340,7 +357,7 @@ export const commands = (maxCommands = 60) =>
           weight: 4,
           arbitrary: fc
             .record({
-              answer: fc.constantFrom<Answer>("5xx", "429", "401", "403", "malformed", "refused", "drop", "lose"),
+              answer: fc.constantFrom(...Answer.literals),
               count: fc.integer({ min: 1, max: 4 }),
               retryAfterSeconds: fc.integer({ min: 0, max: 3 })
             })
