@@ -47,8 +47,11 @@ export const REGISTERS = [
 ] as const
 export type RegisterName = (typeof REGISTERS)[number]
 
-/** The state one event alone describes. */
-export const fromEvent = (e: MemoryEvent): MemoryState => {
+/** A state under construction (see `absorb`). */
+export type MutableState = { -readonly [K in keyof MemoryState]: MemoryState[K] }
+
+/** The state one event alone describes (a fresh object: the caller may `absorb` more events into it). */
+export const fromEvent = (e: MemoryEvent): MutableState => {
   const key = orderKey(e)
   const reg = <A>(value: A): Register<A> => ({ value, key })
   switch (e.type) {
@@ -105,6 +108,46 @@ export const merge = (a: MemoryState, b: MemoryState): MemoryState => {
   return out
 }
 
+/**
+ * `merge(state, fromEvent(e))`, written into `state` instead of a copy (for `e`'s memory, and a state the caller owns
+ * alone, e.g. one from `fromEvent`): a batch path folds a memory's events one after another without making a state
+ * and a merged copy per event. Each register moves exactly when `merge` would take the event's, on a greater key.
+ */
+export const absorb = (state: MutableState, e: MemoryEvent): void => {
+  const key = orderKey(e)
+  switch (e.type) {
+    case "memory.created": {
+      const p = e.payload
+      state.created = true
+      if (wins(state.content, key)) state.content = { value: p.content, key }
+      if (wins(state.category, key)) state.category = { value: p.category, key }
+      if (wins(state.tags, key)) state.tags = { value: p.tags, key }
+      if (wins(state.keywords, key)) state.keywords = { value: p.keywords, key }
+      if (wins(state.importance, key)) state.importance = { value: p.importance, key }
+      if (wins(state.sensitive, key)) state.sensitive = { value: p.sensitive, key }
+      if (wins(state.createdAt, key)) state.createdAt = { value: p.createdAt, key }
+      if (wins(state.updatedAt, key)) state.updatedAt = { value: p.updatedAt, key }
+      return
+    }
+    case "memory.updated": {
+      const { patch, updatedAt } = e.payload
+      if (wins(state.updatedAt, key)) state.updatedAt = { value: updatedAt, key }
+      if (patch.content !== undefined && wins(state.content, key)) state.content = { value: patch.content, key }
+      if (patch.category !== undefined && wins(state.category, key)) state.category = { value: patch.category, key }
+      if (patch.tags !== undefined && wins(state.tags, key)) state.tags = { value: patch.tags, key }
+      if (patch.keywords !== undefined && wins(state.keywords, key)) state.keywords = { value: patch.keywords, key }
+      if (patch.importance !== undefined && wins(state.importance, key)) {
+        state.importance = { value: patch.importance, key }
+      }
+      if (patch.sensitive !== undefined && wins(state.sensitive, key)) state.sensitive = { value: patch.sensitive, key }
+      return
+    }
+    case "memory.deleted":
+      state.deleted = true
+      if (wins(state.deletedAt, key)) state.deletedAt = { value: e.payload.deletedAt, key }
+  }
+}
+
 /** Fold a collection of events (any order, duplicates allowed) into the state of every memory they touch. */
 export const fold = (events: Iterable<MemoryEvent>): Map<string, MemoryState> => {
   const states = new Map<string, MemoryState>()
@@ -151,6 +194,10 @@ export const toMemory = (s: MemoryState): Memory | undefined => {
     updatedAt: updatedAt.value
   }
 }
+
+/** True when a write with order key `key` replaces `current` (as `later` would choose it). */
+const wins = (current: Register<unknown> | undefined, key: string): boolean =>
+  current === undefined || key > current.key
 
 const later = <A>(a: Register<A> | undefined, b: Register<A> | undefined): Register<A> | undefined => {
   if (a === undefined) return b

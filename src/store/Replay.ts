@@ -9,9 +9,9 @@
  * and runs FTS5's integrity check. It never writes to the database file.
  */
 import type Sqlite from "better-sqlite3"
-import { Effect } from "effect"
-import { memoryIdOf } from "../domain/Events.js"
-import { merge, REGISTERS, type MemoryState } from "../domain/Fold.js"
+import { Effect, Schema } from "effect"
+import { classify, type MemoryEvent } from "../domain/Events.js"
+import { absorb, fromEvent, REGISTERS, type MemoryState, type MutableState } from "../domain/Fold.js"
 import { Database } from "./Database.js"
 import { decodeRow } from "./EventLog.js"
 import { COLUMNS, foldEnvelopes, Materializer, rowToState } from "./Materializer.js"
@@ -65,12 +65,15 @@ export const REPORT_LIMIT = 100
 export const rebuild = Effect.fn("Replay.rebuild")(function* (options: Options = {}) {
   const database = yield* Database
   const body = Effect.gen(function* () {
-    yield* database.raw((db) => {
+    const indexes = yield* database.raw((db) => {
       for (const [name] of FTS_TRIGGERS) db.exec(`DROP TRIGGER IF EXISTS ${name}`)
+      const indexes = dropIndexes(db, ["memories"])
       db.exec(`DELETE FROM memories`)
+      return indexes
     })
     const events = yield* foldLogInto("memories", options)
     return yield* database.raw((db) => {
+      for (const index of indexes) db.exec(index.sql)
       db.exec(`INSERT INTO memories_fts(memories_fts) VALUES ('rebuild')`)
       for (const [, ddl] of FTS_TRIGGERS) db.exec(ddl)
       const memories = Number(
@@ -119,8 +122,12 @@ export const refold = Effect.fn("Replay.refold")(function* (memoryIds: ReadonlyA
  *
  * Events are read in memory-id order (the `events_by_memory` index, keyset-paged on `(memory_id, seq)`), so all of a
  * memory's events arrive together: each memory is folded completely in memory and written once, instead of being
- * upserted again for every page it appears in. Memory stays bounded by one page plus one memory's states.
+ * upserted again for every page it appears in. Memory stays bounded by one page plus one memory's state.
  * Events without a memory id are of kinds this build cannot fold anyway, and are skipped.
+ *
+ * Per row this is the work of `EventLog.decodeRow` + `foldEnvelopes` (a corrupt row fails the fold with the same
+ * message), without their intermediate objects: rows are read as arrays, and a known event's envelope is checked by
+ * `classify` itself (see `foldRow`).
  */
 export const foldLogInto = (table: string, options: Options = {}) =>
   Effect.gen(function* () {
@@ -132,36 +139,48 @@ export const foldLogInto = (table: string, options: Options = {}) =>
     const { total, first, next } = yield* database.raw((db) => ({
       // Counted as folded: events without a memory id are read past (skipped) like unknown kinds in a page.
       total: Number(db.prepare(`SELECT count(*) FROM events WHERE ${notDead}`).pluck().get()),
-      first: db.prepare(`SELECT * FROM events WHERE ${live} ORDER BY memory_id, seq LIMIT ?`),
-      next: db.prepare(
-        `SELECT * FROM events WHERE (memory_id, seq) > (?, ?) AND ${live} ORDER BY memory_id, seq LIMIT ?`
-      )
+      first: db.prepare(`SELECT ${ROW_COLUMNS} FROM events WHERE ${live} ORDER BY memory_id, seq LIMIT ?`).raw(),
+      next: db
+        .prepare(
+          `SELECT ${ROW_COLUMNS} FROM events WHERE (memory_id, seq) > (?, ?) AND ${live}
+           ORDER BY memory_id, seq LIMIT ?`
+        )
+        .raw()
     }))
-    let cursor: { memoryId: string; seq: number } | undefined
+    let cursor: readonly [memoryId: unknown, seq: unknown] | undefined
     let done = 0
-    let open = new Map<string, MemoryState>()
+    // The memory being folded: it may go on in the next page, so it is written only once another one starts.
+    let open: MutableState | undefined
     while (true) {
       const at = cursor
-      const rows = yield* database.raw(() =>
-        (at === undefined ? first.all(pageSize) : next.all(at.memoryId, at.seq, pageSize)).map(decodeRow)
-      )
-      if (rows.length === 0) break
-      const last = rows[rows.length - 1]!
-      const lastMemory = memoryIdOf(last) ?? ""
-      cursor = { memoryId: lastMemory, seq: last.seq }
-      for (const [id, state] of foldEnvelopes(rows)) {
-        const prev = open.get(id)
-        open.set(id, prev === undefined ? state : merge(prev, state))
-      }
-      // Every memory but the page's last is complete (its events sort before the cursor): write those now.
-      const carry = open.get(lastMemory)
-      open.delete(lastMemory)
-      yield* view.applyStates(open.values(), table)
-      open = carry === undefined ? new Map() : new Map([[lastMemory, carry]])
-      done += rows.length
+      const page = yield* database.raw(() => {
+        // Iterated, not `.all()`: a row is garbage as soon as it is folded, so young-generation GCs stay cheap.
+        const rows = at === undefined ? first.iterate(pageSize) : next.iterate(at[0], at[1], pageSize)
+        const complete: Array<MemoryState> = []
+        let read = 0
+        let last: unknown
+        for (const row of rows) {
+          read++
+          last = row
+          const event = foldRow(row)
+          if (event === undefined) continue
+          if (open !== undefined && open.id === event.payload.id) absorb(open, event)
+          else {
+            if (open !== undefined) complete.push(open)
+            open = fromEvent(event)
+          }
+        }
+        // `.raw()` rows are arrays of the columns; the cursor is `(memory_id, seq)` of the last one.
+        const end: readonly [unknown, unknown] | undefined = Array.isArray(last) ? [last[4], last[0]] : undefined
+        return { read, complete, end }
+      })
+      if (page.end === undefined) break
+      cursor = page.end
+      yield* view.applyStates(page.complete, table)
+      done += page.read
       if (options.onProgress) yield* options.onProgress({ done, total })
     }
-    yield* view.applyStates(open.values(), table)
+    if (open !== undefined) yield* view.applyStates([open], table)
     if (options.onProgress && done < total) yield* options.onProgress({ done: total, total })
     return total
   })
@@ -218,3 +237,61 @@ export const fieldDiffs = (view: MemoryState, rebuilt: MemoryState): Array<Field
   }
   return out
 }
+
+/** The columns `foldRow` reads, in its order (`memory_id` is the page cursor, with `seq`). */
+const ROW_COLUMNS = "seq, id, type, version, memory_id, hlc, client_id, payload"
+
+/**
+ * The known event an `events` row holds (read with `.raw()` in `ROW_COLUMNS` order), or undefined for a kind this
+ * build skips (unknown, or known but invalid). Throws on a corrupt row, as `EventLog.decodeRow` does.
+ *
+ * A known event needs no envelope check of its own: the event schemas (and their fast paths) check every envelope
+ * field, so only the envelope's cross-field rule (the stamp names the writer) is left, which here is one comparison.
+ * Every other row goes through `decodeRow`, which accepts it or throws.
+ */
+const foldRow = (row: unknown): MemoryEvent | undefined => {
+  const columns: ReadonlyArray<unknown> = Array.isArray(row) ? row : []
+  const [seq, id, type, version, memoryId, hlc, clientId, payload] = columns
+  if (
+    typeof id === "string" &&
+    typeof type === "string" &&
+    typeof version === "number" &&
+    typeof hlc === "string" &&
+    typeof clientId === "string" &&
+    typeof payload === "string"
+  ) {
+    const c = classify({ id, type, version, payload: JSON.parse(payload), hlc, clientId })
+    // A known event's stamp matched `Hlc.Stamp`, whose client id is everything after its second colon.
+    if (c._tag === "Known" && typeof seq === "number" && hlc.slice(STAMP_PREFIX) === clientId) return c.event
+  }
+  const c = classify(decodeRow({ seq, id, type, version, memory_id: memoryId, hlc, client_id: clientId, payload }))
+  return c._tag === "Known" ? c.event : undefined
+}
+
+/** The length of `WWWWWWWWWWWWWWW:CCCCCC:` in a stamp. */
+const STAMP_PREFIX = 23
+
+/**
+ * Drop the secondary indexes of `tables` (the ones with SQL: not the implicit UNIQUE/PRIMARY KEY ones) and return
+ * their definitions. A bulk load then builds each index once, by sorting, instead of inserting into it row by row in
+ * random key order. Run inside the transaction that recreates them, so no reader ever sees the tables without them.
+ */
+export const dropIndexes = (db: Sqlite.Database, tables: ReadonlyArray<string>): Array<IndexDef> => {
+  const indexes = db
+    .prepare(
+      `SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL
+       AND tbl_name IN (${tables.map(() => "?").join(", ")})`
+    )
+    .all(...tables)
+    .map((row) => decodeIndex(row))
+  for (const index of indexes) db.exec(`DROP INDEX ${index.name}`)
+  return indexes
+}
+
+/** A secondary index: its name and the statement that creates it. */
+export interface IndexDef {
+  readonly name: string
+  readonly sql: string
+}
+
+const decodeIndex = Schema.decodeUnknownSync(Schema.Struct({ name: Schema.String, sql: Schema.String }))

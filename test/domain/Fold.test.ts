@@ -249,6 +249,31 @@ describe("Fold.merge is a semilattice join", () => {
   )
 
   it.prop(
+    "absorb writes into a state exactly what merge with the event's own state gives",
+    [Arbitraries.eventSet({ maxLength: 25 }), Arbitraries.deliveryPlan()],
+    ([events, plan]) => {
+      // Duplicates included: absorbing an event twice must change nothing, as merge is idempotent.
+      const delivered = Arbitraries.planDelivery(events, plan).flat()
+      const absorbed = new Map<string, Fold.MutableState>()
+      for (const e of delivered) {
+        const s = absorbed.get(e.payload.id)
+        if (s === undefined) absorbed.set(e.payload.id, Fold.fromEvent(e))
+        else Fold.absorb(s, e)
+      }
+      assert.deepStrictEqual(sortedStates(absorbed), sortedStates(Fold.fold(events)))
+      for (const e of delivered) {
+        const base = Fold.fold(delivered.filter((x) => x.payload.id === e.payload.id && x.id !== e.id))
+        const before = base.get(e.payload.id)
+        if (before === undefined) continue
+        const target: Fold.MutableState = { ...before }
+        Fold.absorb(target, e)
+        assert.deepStrictEqual(target, Fold.merge(before, Fold.fromEvent(e)))
+      }
+    },
+    { fastCheck: { numRuns: 300 } }
+  )
+
+  it.prop(
     "a memory is visible iff some create and no delete is held",
     [Arbitraries.eventSet({ maxLength: 25 })],
     ([events]) => {
