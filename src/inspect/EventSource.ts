@@ -96,6 +96,23 @@ export interface EventSource {
   readonly entry: (eventId: string) => Effect.Effect<Entry | undefined, StorageError>
   /** Every event touching one memory, in `(hlc, id)` order. */
   readonly byMemory: (memoryId: string) => Effect.Effect<ReadonlyArray<Entry>, StorageError>
+  /** SQL reading this source from ANOTHER connection that attached its file as `schema` (see `AttachedSql`). */
+  readonly attached: (schema: string, filter: Filter) => AttachedSql
+}
+
+/**
+ * Statements over a source file attached to another connection, for bulk copies that never bring a row into JS (a
+ * row read into JS and inserted again costs several times what SQLite's own `INSERT ... SELECT` does).
+ */
+export interface AttachedSql {
+  /**
+   * Columns `seq, id, type, version, memory_id, hlc, client_id, payload` of the events that pass the filter with
+   * `seq > ?`, in log order, `LIMIT ?` last: bind `params(after, limit)`.
+   */
+  readonly events: string
+  readonly params: (after: number, limit: number) => ReadonlyArray<string | number>
+  /** Columns `event_id, reason, message, at, requeued_as` of every dead letter; undefined when there are none. */
+  readonly deadLetters: string | undefined
 }
 
 /** The event source tag. */
@@ -159,6 +176,10 @@ interface Shape {
   readonly rowSelect: string
   /** A condition that holds for events in the event set. */
   readonly inSet: string
+  /** SELECT list + FROM of the event columns, in the file attached as `schema` (scope clause included). */
+  readonly attachedEvents: (schema: string) => string
+  /** SELECT of the dead letters in the file attached as `schema`, when this kind of log has them. */
+  readonly attachedDeadLetters: (schema: string) => string | undefined
 }
 
 const EVENT_COLUMNS = "e.seq, e.id, e.type, e.version, e.memory_id, e.hlc, e.client_id, e.payload"
@@ -189,7 +210,10 @@ const replicaShape = (db: Sqlite.Database): Shape => {
       WHERE 1 = 1`,
     rowSelect: `SELECT ${EVENT_COLUMNS}, (e.id IN (SELECT event_id FROM dead_letters)) AS excluded
       FROM events e WHERE 1 = 1`,
-    inSet: `e.id NOT IN (SELECT event_id FROM dead_letters)`
+    inSet: `e.id NOT IN (SELECT event_id FROM dead_letters)`,
+    attachedEvents: (schema) => `SELECT ${EVENT_COLUMNS} FROM ${schema}.events e WHERE 1 = 1`,
+    attachedDeadLetters: (schema) =>
+      `SELECT event_id, reason, message, at, ${requeued === 1 ? "requeued_as" : "NULL"} FROM ${schema}.dead_letters`
   }
 }
 
@@ -199,7 +223,9 @@ const serverShape = (space: string): Shape => ({
       NULL AS dl_message, NULL AS dl_at, NULL AS dl_requeued_as
     FROM server_events e WHERE e.space = ?`,
   rowSelect: `SELECT ${EVENT_COLUMNS}, 0 AS excluded FROM server_events e WHERE e.space = ?`,
-  inSet: "1 = 1"
+  inSet: "1 = 1",
+  attachedEvents: (schema) => `SELECT ${EVENT_COLUMNS} FROM ${schema}.server_events e WHERE e.space = ?`,
+  attachedDeadLetters: () => undefined
 })
 
 const checkSpace = (database: Database.Database, kind: Kind, options: Options) =>
@@ -325,6 +351,16 @@ const build = (
         .map(toEntry)
     )
 
+  const attached = (schema: string, filter: Filter): AttachedSql => {
+    // `inSet` names the source's own tables: a copy wants every event, and says which are dead letters separately.
+    const f = filtered({ ...filter, inSet: undefined })
+    return {
+      events: `${shape.attachedEvents(schema)} AND e.seq > ?${f.sql} ORDER BY e.seq LIMIT ?`,
+      params: (after, limit) => [...base, after, ...f.params, limit],
+      deadLetters: shape.attachedDeadLetters(schema)
+    }
+  }
+
   return {
     kind,
     filename,
@@ -337,7 +373,8 @@ const build = (
     rowsById,
     entries,
     entry,
-    byMemory
+    byMemory,
+    attached
   }
 }
 

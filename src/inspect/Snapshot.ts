@@ -10,19 +10,18 @@
  * - "Up to seq N" is the log's own order (local arrival order for a replica, server seq for a server space); "at a
  *   time" selects by HLC wall clock, whatever the order of arrival. Dead letters are never folded, as in the view.
  */
-import { Effect, Schema } from "effect"
+import { Effect } from "effect"
 import { existsSync, linkSync, rmSync } from "node:fs"
-import { classify } from "../domain/Events.js"
-import { foldInto, isVisible, toMemory, type MemoryState } from "../domain/Fold.js"
+import { isVisible, toMemory } from "../domain/Fold.js"
 import * as Database from "../store/Database.js"
 import { StorageError } from "../store/Errors.js"
-import { rowToState } from "../store/Materializer.js"
+import { Materializer, rowToState } from "../store/Materializer.js"
 import { FTS_TRIGGERS, viewTableDdl } from "../store/Migrations.js"
 import type { ListedMemory } from "../store/MemoryStore.js"
+import * as Replay from "../store/Replay.js"
 import { OutputExists } from "./Errors.js"
 import { EventSource, hlcBound, type Filter } from "./EventSource.js"
 import * as InspectFold from "./Fold.js"
-import { toEnvelope } from "./Rows.js"
 
 /** A point in a log. */
 export type Point = { readonly _tag: "Seq"; readonly seq: number } | { readonly _tag: "Time"; readonly millis: number }
@@ -109,88 +108,122 @@ export const scan = Effect.fn("Snapshot.scan")(function* <E, R>(
 
 // ---------------------------------------------------------------------------------------------------------------
 
+/**
+ * The new file is built in three passes, all but the fold inside SQLite:
+ * 1. copy: the source file is ATTACHed to the new file's connection and its events (and dead letters) are copied by
+ *    `INSERT ... SELECT`, in log order, a chunk at a time (for progress);
+ * 2. fold: `Replay.foldLogInto` reads the copied events in memory-id order and writes each memory once;
+ * 3. finish: the secondary indexes, the full-text index and its triggers are built once, from the complete tables.
+ *
+ * The file is not in place until it is complete, and a failure deletes it, so it needs no journal and no fsync:
+ * `journal_mode = OFF` and `synchronous = OFF` are safe here, and the WAL journal every replica has is set at the end.
+ */
 const build = (source: EventSource, file: string, point: Point, options: InspectFold.Options) =>
   Effect.gen(function* () {
     const output = yield* Database.make({ filename: file, create: true })
-    const { db, stmts, indexes } = yield* output.raw((db) => {
-      // The file is not in place until it is complete (a crash leaves only the partial file to delete): no journal,
-      // no fsync, and the secondary indexes and FTS triggers are rebuilt once at the end instead of row by row.
+    const indexes = yield* output.raw((db) => {
       db.pragma("journal_mode = OFF")
       db.pragma("synchronous = OFF")
-      db.pragma("cache_size = -16384")
       for (const [name] of FTS_TRIGGERS) db.exec(`DROP TRIGGER IF EXISTS ${name}`)
-      const indexes = db
-        .prepare(
-          `SELECT name, sql FROM sqlite_schema
-           WHERE type = 'index' AND tbl_name IN ('events', 'memories') AND sql IS NOT NULL`
-        )
-        .all()
-        .map((row) => decodeIndex(row))
-      for (const index of indexes) db.exec(`DROP INDEX ${index.name}`)
-      const stmts = {
-        begin: db.prepare("BEGIN"),
-        commit: db.prepare("COMMIT"),
-        event: db.prepare(
-          `INSERT INTO events (seq, id, type, version, memory_id, hlc, client_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
-        ),
-        dead: db.prepare(`INSERT INTO dead_letters (event_id, reason, message, at, requeued_as) VALUES (?, ?, ?, ?, ?)`)
-      }
-      return { db, stmts, indexes }
+      return Replay.dropIndexes(db, ["events", "memories"])
     })
-    const view = yield* InspectFold.materializer(output)
     const filter = filterOf(point)
-    // Big pages: a memory touched in two pages costs a second upsert. Rows are not held (only the page's states).
-    const pageSize = options.pageSize ?? 5_000
     const total = options.onProgress === undefined ? 0 : yield* source.count(filter)
-    let after = 0
-    let events = 0
-    let excluded = 0
-    while (true) {
-      const states = new Map<string, MemoryState>()
-      const dead: Array<string> = []
-      yield* output.raw(() => stmts.begin.run())
-      // Rows are copied as the source hands them over, through the output's handle taken above: this fiber is the
-      // only user of the new file, and its lock cannot be taken while the source's is held without nesting.
-      const n = yield* source.eachRow(after, pageSize, filter, (r) => {
-        stmts.event.run(r.seq, r.id, r.type, r.version, r.memoryId, r.hlc, r.clientId, r.payload)
-        after = r.seq
-        if (r.excluded) {
-          dead.push(r.id)
-          return
+    // Progress counts the copy and the fold as one half of the work each.
+    const report = (done: number) =>
+      options.onProgress === undefined ? Effect.void : options.onProgress({ done: Math.floor(done / 2), total })
+    const view = yield* InspectFold.materializer(output)
+    // One transaction for the whole file: without a journal, a commit only writes pages out, and one commit writes
+    // each page once.
+    const body = Effect.gen(function* () {
+      const copied = yield* copy(source, output, filter, report)
+      // The fold reads the events in memory-id order through this index: build it first, from the full table.
+      const [byMemory, later] = partition(indexes, (i) => i.name === "events_by_memory")
+      yield* output.raw((db) => byMemory.forEach((index) => db.exec(index.sql)))
+      yield* Replay.foldLogInto("memories", {
+        ...(options.pageSize === undefined ? {} : { pageSize: options.pageSize }),
+        onProgress: (p) => report(copied.events + p.done)
+      }).pipe(Effect.provideService(Database.Database, output), Effect.provideService(Materializer, view))
+      const counts = yield* output.raw((db) => {
+        for (const index of later) db.exec(index.sql)
+        db.exec(`INSERT INTO memories_fts(memories_fts) VALUES ('rebuild')`)
+        for (const [, ddl] of FTS_TRIGGERS) db.exec(ddl)
+        const count = (q: string) => Number(db.prepare(q).pluck().get())
+        return {
+          memories: count(`SELECT count(*) FROM memories WHERE created = 1 AND deleted = 0`),
+          deleted: count(`SELECT count(*) FROM memories WHERE created = 1 AND deleted = 1`)
         }
-        const c = classify(toEnvelope(r))
-        if (c._tag === "Known") foldInto(states, c.event)
       })
-      for (const id of dead) {
-        const e = yield* source.entry(id)
-        if (e?.sync.state === "dead-lettered") {
-          const { reason, message, at, requeuedAs } = e.sync
-          yield* output.raw(() => stmts.dead.run(id, reason, message, at, requeuedAs))
-        }
-      }
-      yield* view.applyStates(states.values())
-      yield* output.raw(() => stmts.commit.run())
-      if (n === 0) break
-      events += n
-      excluded += dead.length
-      if (options.onProgress) yield* options.onProgress({ done: events, total })
-    }
-    const counts = yield* output.raw(() => {
-      db.exec("BEGIN")
-      for (const index of indexes) db.exec(index.sql)
-      db.exec(`INSERT INTO memories_fts(memories_fts) VALUES ('rebuild')`)
-      for (const [, ddl] of FTS_TRIGGERS) db.exec(ddl)
-      db.exec("COMMIT")
-      // Back to the journal every replica has, so the file opens like any other.
-      db.pragma("journal_mode = WAL")
-      const count = (q: string) => Number(db.prepare(q).pluck().get())
-      return {
-        memories: count(`SELECT count(*) FROM memories WHERE created = 1 AND deleted = 0`),
-        deleted: count(`SELECT count(*) FROM memories WHERE created = 1 AND deleted = 1`)
-      }
+      const summary: Summary = { point, events: copied.events, excluded: copied.excluded, ...counts }
+      return summary
     })
-    const summary: Summary = { point, events, excluded, ...counts }
+    const summary = yield* withSourceAttached(source, output, output.transaction(body))
+    if (options.onProgress) yield* options.onProgress({ done: total, total })
+    // Back to the journal every replica has, so the file opens like any other.
+    yield* output.raw((db) => db.pragma("journal_mode = WAL"))
     return summary
   })
 
-const decodeIndex = Schema.decodeUnknownSync(Schema.Struct({ name: Schema.String, sql: Schema.String }))
+/**
+ * Run `use` with the source's file attached to the new file's connection as `SOURCE_SCHEMA` (ATTACH and DETACH are
+ * refused inside a transaction, so they wrap it). The attachment only ever reads, and it is detached while the
+ * source's own read-only connection is still open, so it is never the last connection to the file: the one SQLite
+ * would checkpoint on close, which would write to the source.
+ */
+const withSourceAttached = <A, E, R>(source: EventSource, output: Database.Database, use: Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(
+    output.raw((db) => db.prepare(`ATTACH ? AS ${SOURCE_SCHEMA}`).run(source.filename)),
+    () => use,
+    () => Effect.ignore(output.raw((db) => db.exec(`DETACH ${SOURCE_SCHEMA}`)))
+  )
+
+/** Events copied per statement: large enough that a statement's own cost vanishes, small enough for progress. */
+const COPY_CHUNK = 50_000
+
+/** Copy the source's events up to the point, and their dead letters, from the attached source (in a transaction). */
+const copy = (
+  source: EventSource,
+  output: Database.Database,
+  filter: Filter,
+  report: (done: number) => Effect.Effect<void>
+) =>
+  Effect.gen(function* () {
+    const sql = source.attached(SOURCE_SCHEMA, filter)
+    const { insert, last } = yield* output.raw((db) => ({
+      insert: db.prepare(`INSERT INTO events (${EVENT_COLUMNS}) SELECT ${EVENT_COLUMNS} FROM (${sql.events})`),
+      last: db.prepare(`SELECT max(seq) FROM events`).pluck()
+    }))
+    let after = 0
+    let events = 0
+    while (true) {
+      const from = after
+      const n = yield* output.raw(() => insert.run(...sql.params(from, COPY_CHUNK)).changes)
+      if (n === 0) break
+      events += n
+      after = yield* output.raw(() => Number(last.get()))
+      yield* report(events)
+    }
+    const dead = sql.deadLetters
+    const excluded =
+      dead === undefined
+        ? 0
+        : yield* output.raw(
+            (db) =>
+              db
+                .prepare(
+                  `INSERT INTO dead_letters (event_id, reason, message, at, requeued_as)
+                   SELECT * FROM (${dead}) WHERE event_id IN (SELECT id FROM events)`
+                )
+                .run().changes
+          )
+    return { events, excluded }
+  })
+
+const SOURCE_SCHEMA = "memsync_source"
+
+const EVENT_COLUMNS = "seq, id, type, version, memory_id, hlc, client_id, payload"
+
+const partition = <A>(xs: ReadonlyArray<A>, f: (a: A) => boolean): [Array<A>, Array<A>] => [
+  xs.filter(f),
+  xs.filter((x) => !f(x))
+]
