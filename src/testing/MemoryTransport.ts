@@ -14,9 +14,10 @@ import { classify, type Observed } from "../sync/Classify.js"
 import type { SyncError } from "../sync/Errors.js"
 import { HeadResponse, PullResponse, PushResponse } from "../sync/Protocol.js"
 import { Transport } from "../sync/Transport.js"
+import { fail, type FaultKind, observedFor, serverFailure } from "./Faults.js"
 
 /** An injectable failure class. */
-export type FaultKind = "refused" | "timeout" | "5xx" | "429" | "401" | "403" | "malformed"
+export type { FaultKind } from "./Faults.js"
 
 /** One recorded call. */
 export interface Call {
@@ -92,8 +93,6 @@ export const make = (server: ServerLog["Type"], tokens: Readonly<Record<string, 
         if (fault !== undefined) {
           yield* Ref.update(state, (x) => ({ ...x, pending: x.pending.slice(1) }))
           yield* record({ op, token, outcome: `fault:${fault.kind}` })
-          if (fault.kind === "malformed")
-            return yield* fail({ _tag: "Undecodable", status: 200, message: "body does not decode" })
           return yield* fail(observedFor(fault.kind, fault.retryAfterSeconds))
         }
         const space = s.tokens.get(token)
@@ -114,11 +113,6 @@ export const make = (server: ServerLog["Type"], tokens: Readonly<Record<string, 
           Effect.mapError((e) => classify({ _tag: "Undecodable", message: formatError(e) }))
         )
       })
-
-    const serverFailure = (e: { readonly _tag: string; readonly message: string }): Observed =>
-      e._tag === "PayloadTooLarge"
-        ? { _tag: "Status", status: 413, message: e.message }
-        : { _tag: "Status", status: 500, message: e.message }
 
     const transport = Transport.of({
       push: (token, events: ReadonlyArray<Envelope>) =>
@@ -165,22 +159,3 @@ export const layer = (server: ServerLog["Type"], tokens: Readonly<Record<string,
       Context.make(Transport, transport).pipe(Context.add(MemoryTransportControls, controls))
     )
   )
-
-const fail = (o: Observed): Effect.Effect<never, SyncError> => Effect.fail(classify(o))
-
-const observedFor = (kind: Exclude<FaultKind, "malformed">, retryAfterSeconds: number): Observed => {
-  switch (kind) {
-    case "refused":
-      return { _tag: "Network", message: "connect ECONNREFUSED" }
-    case "timeout":
-      return { _tag: "Timeout", message: "request timed out" }
-    case "5xx":
-      return { _tag: "Status", status: 503, message: "service unavailable" }
-    case "429":
-      return { _tag: "Status", status: 429, retryAfterSeconds, message: "rate limited" }
-    case "401":
-      return { _tag: "Status", status: 401, message: "unauthorized" }
-    case "403":
-      return { _tag: "Status", status: 403, message: "forbidden" }
-  }
-}

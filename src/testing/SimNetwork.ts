@@ -25,13 +25,14 @@ import { classify, type Observed } from "../sync/Classify.js"
 import type { SyncError } from "../sync/Errors.js"
 import { HeadResponse, PullResponse, PushResponse } from "../sync/Protocol.js"
 import { Transport } from "../sync/Transport.js"
+import { fail, type FaultKind, observedFor, serverFailure } from "./Faults.js"
 import type { SimClock } from "./SimClock.js"
 
 /** A request kind. */
 export type Op = "push" | "pull" | "head" | "authCheck"
 
 /** An error a server (or something in front of it) can answer with. */
-export type ErrorKind = "5xx" | "429" | "malformed" | "401" | "403" | "refused"
+export type ErrorKind = Exclude<FaultKind, "timeout">
 
 /** A fault armed for one request of a replica. */
 export type Armed =
@@ -366,27 +367,3 @@ const applies = (a: Armed, op: Op): boolean => {
 
 /** What goes over the wire: plain JSON values. */
 const wire = (events: ReadonlyArray<Envelope>): ReadonlyArray<unknown> => JSON.parse(JSON.stringify(events))
-
-const serverFailure = (e: { readonly _tag: string; readonly message: string }): Observed =>
-  e._tag === "PayloadTooLarge"
-    ? { _tag: "Status", status: 413, message: e.message }
-    : { _tag: "Status", status: 500, message: e.message }
-
-const fail = (o: Observed): Effect.Effect<never, SyncError> => Effect.fail(classify(o))
-
-const observedFor = (kind: ErrorKind, retryAfterSeconds: number): Observed => {
-  switch (kind) {
-    case "5xx":
-      return { _tag: "Status", status: 503, message: "service unavailable" }
-    case "429":
-      return { _tag: "Status", status: 429, retryAfterSeconds, message: "rate limited" }
-    case "401":
-      return { _tag: "Status", status: 401, message: "unauthorized" }
-    case "403":
-      return { _tag: "Status", status: 403, message: "forbidden" }
-    case "malformed":
-      return { _tag: "Undecodable", status: 200, message: "body does not decode" }
-    case "refused":
-      return { _tag: "Network", message: "connect ECONNREFUSED" }
-  }
-}
