@@ -43,10 +43,29 @@ export const Category = Schema.String.pipe(
   Schema.filter((s) => isWellFormed(s) || "category must not contain unpaired surrogates")
 )
 
-/** A tag or keyword: non-empty, at most 256 characters. */
+/**
+ * A tag or keyword as stored in events: non-empty, at most 256 characters. Shipped in the v1 payloads, so it stays as
+ * it is; what a writer may give is the stricter `InputLabels`.
+ */
 export const Label = Schema.String.pipe(
   Schema.minLength(1, { message: () => "tags and keywords must not be empty" }),
   Schema.maxLength(256, { message: () => "tags and keywords must be at most 256 characters" })
+)
+
+/**
+ * Tags or keywords as a writer gives them, normalized here for every write path (create, createMany, update, the
+ * CLI): a blank one is refused (it could never be searched or listed by), duplicates are dropped, first one kept.
+ * A `Label` array once decoded, so events stay readable by builds that only know `Label`.
+ */
+export const InputLabels = Schema.transform(
+  Schema.Array(
+    Schema.String.pipe(
+      Schema.filter((s) => s.trim().length > 0 || "tags and keywords must not be empty or blank"),
+      Schema.maxLength(256, { message: () => "tags and keywords must be at most 256 characters" })
+    )
+  ),
+  Schema.typeSchema(Schema.Array(Label)),
+  { strict: true, decode: (xs) => Array.from(new Set(xs)), encode: (xs) => xs }
 )
 
 /** Importance in [0, 1]. */
@@ -85,27 +104,31 @@ export type Memory = typeof Memory.Type
 export const CreateInput = Schema.Struct({
   content: Content,
   category: Schema.optional(Category),
-  tags: Schema.optional(Schema.Array(Label)),
-  keywords: Schema.optional(Schema.Array(Label)),
+  tags: Schema.optional(InputLabels),
+  keywords: Schema.optional(InputLabels),
   importance: Schema.optional(Importance),
   sensitive: Schema.optional(Schema.Boolean)
 })
 export type CreateInput = typeof CreateInput.Type
 
-/** What `update` takes: a partial patch with at least one field. */
-export const Patch = Schema.partial(MemoryFields).pipe(
-  Schema.filter((p) => Object.keys(p).length > 0 || "an update must change at least one field")
-)
+const nonEmptyPatch = <P extends object>(p: P) =>
+  Object.keys(p).length > 0 || "an update must change at least one field"
+
+/** The patch of a stored `memory.updated` (v1 payload): a partial of the fields, with at least one. */
+export const Patch = Schema.partial(MemoryFields).pipe(Schema.filter(nonEmptyPatch))
 export type Patch = typeof Patch.Type
 
-/** The defaults a `create` fills in. */
+/** What `update` takes: a `Patch` whose tags and keywords are normalized like `create`'s (see `InputLabels`). */
+export const PatchInput = Schema.partial(
+  Schema.Struct({ ...MemoryFields.fields, tags: InputLabels, keywords: InputLabels })
+).pipe(Schema.filter(nonEmptyPatch))
+
+/** The defaults a `create` fills in (to a decoded `CreateInput`: its tags and keywords are already normalized). */
 export const withDefaults = (input: CreateInput): MemoryFields => ({
   content: input.content,
   category: input.category ?? "general",
-  tags: dedupe(input.tags ?? []),
-  keywords: dedupe(input.keywords ?? []),
+  tags: input.tags ?? [],
+  keywords: input.keywords ?? [],
   importance: input.importance ?? 0.5,
   sensitive: input.sensitive ?? false
 })
-
-const dedupe = (xs: ReadonlyArray<string>): ReadonlyArray<string> => Array.from(new Set(xs))

@@ -11,7 +11,7 @@ import type { Envelope, MemoryEvent } from "../domain/Events.js"
 import { formatError, isKnown, memoryIdOf } from "../domain/Events.js"
 import { isVisible, toMemory } from "../domain/Fold.js"
 import * as IdGen from "../domain/IdGenerator.js"
-import { CreateInput, Patch, withDefaults, type Memory } from "../domain/Memory.js"
+import { CreateInput, PatchInput, withDefaults, type Memory, type Patch } from "../domain/Memory.js"
 import * as Database from "./Database.js"
 import { MemoryNotFound, StorageError, ValidationError } from "./Errors.js"
 import * as EventLog from "./EventLog.js"
@@ -167,7 +167,7 @@ export const make = Effect.gen(function* () {
   })
 
   const update = Effect.fn("MemoryStore.update")(function* (id: string, rawPatch: Patch) {
-    const patch = yield* validate(Patch, rawPatch)
+    const patch = yield* validate(PatchInput, rawPatch)
     yield* get(id)
     const now = yield* clock.now
     yield* commit([yield* event("memory.updated", { id, patch, updatedAt: now })])

@@ -124,25 +124,53 @@ describe("Memory.Patch and CreateInput", () => {
   })
 
   it.prop(
-    "the arbitraries only make valid patches and inputs",
+    "the arbitraries make valid patches, and inputs that writers may give unless a label is blank",
     [Arbitraries.patch, Arbitraries.createInput],
     ([p, c]) => {
       assert.isTrue(accepts(Memory.Patch)(p))
-      assert.isTrue(accepts(Memory.CreateInput)(c))
+      // Stored events may hold a blank label (written before InputLabels); a writer may not give one.
+      const blank = [...(c.tags ?? []), ...(c.keywords ?? [])].some((l) => l.trim().length === 0)
+      assert.strictEqual(accepts(Memory.CreateInput)(c), !blank)
     }
   )
 
-  it("CreateInput requires content and fills defaults (tags and keywords deduplicated)", () => {
+  it("CreateInput requires content and fills defaults", () => {
     assert.isFalse(accepts(Memory.CreateInput)({}))
     assert.isFalse(accepts(Memory.CreateInput)({ content: "x", category: "c".repeat(257) }))
-    assert.deepStrictEqual(Memory.withDefaults({ content: "x", tags: ["a", "b", "a"] }), {
+    assert.deepStrictEqual(Memory.withDefaults(Schema.decodeSync(Memory.CreateInput)({ content: "x" })), {
       content: "x",
       category: "general",
-      tags: ["a", "b"],
+      tags: [],
       keywords: [],
       importance: 0.5,
       sensitive: false
     })
+  })
+
+  it("CreateInput and PatchInput drop duplicate labels (first kept) and refuse empty or blank ones", () => {
+    const create = Schema.decodeSync(Memory.CreateInput)
+    const patch = Schema.decodeSync(Memory.PatchInput)
+    assert.deepStrictEqual(create({ content: "x", tags: ["b", "a", "b"], keywords: ["k", "k"] }), {
+      content: "x",
+      tags: ["b", "a"],
+      keywords: ["k"]
+    })
+    assert.deepStrictEqual(patch({ tags: ["b", "b"], keywords: ["k", "j", "k"] }), {
+      tags: ["b"],
+      keywords: ["k", "j"]
+    })
+    for (const bad of ["", " ", "\t\n", "\u3000"]) {
+      for (const field of ["tags", "keywords"] as const) {
+        const message = `${field}.1: tags and keywords must not be empty or blank`
+        assert.strictEqual(errorOf(Memory.CreateInput, { content: "x", [field]: ["ok", bad] }), message)
+        assert.strictEqual(errorOf(Memory.PatchInput, { [field]: ["ok", bad] }), message)
+      }
+    }
+    assert.include(errorOf(Memory.PatchInput, { tags: ["t".repeat(257)] }), "at most 256 characters")
+    assert.include(errorOf(Memory.PatchInput, {}), "an update must change at least one field")
+    // The stored v1 shapes keep accepting what they always did.
+    assert.isTrue(accepts(Memory.Patch)({ tags: [" ", " "] }))
+    assert.isTrue(accepts(Memory.Memory)({ ...memory, tags: [" "], keywords: ["k", "k"] }))
   })
 
   it("MemoryId is 1-128 characters; Label is non-empty", () => {
