@@ -189,7 +189,8 @@ const replicaCounts = Effect.flatMap(EventSource, (source) =>
     const count = (q: string): number => decodeNumber(db.prepare(q).pluck().get() ?? 0)
     return {
       memories: count(`SELECT count(*) FROM memories WHERE created = 1 AND deleted = 0`),
-      deleted: count(`SELECT count(*) FROM memories WHERE deleted = 1`),
+      // Like `list --include-deleted`: a tombstone for an id never created is not a deleted memory.
+      deleted: count(`SELECT count(*) FROM memories WHERE created = 1 AND deleted = 1`),
       pendingOutbox: count(`SELECT count(*) FROM outbox`),
       deadLetters: count(`SELECT count(*) FROM dead_letters`)
     }
@@ -211,7 +212,7 @@ const foldedCounts = (options: InspectFold.Options) =>
         const count = (q: string): number => decodeNumber(db.prepare(q).pluck().get() ?? 0)
         return {
           memories: count(`SELECT count(*) FROM temp.${table} WHERE created = 1 AND deleted = 0`),
-          deleted: count(`SELECT count(*) FROM temp.${table} WHERE deleted = 1`),
+          deleted: count(`SELECT count(*) FROM temp.${table} WHERE created = 1 AND deleted = 1`),
           pendingOutbox: null,
           deadLetters: null
         }

@@ -119,14 +119,31 @@ export const make = Effect.gen(function* () {
       return e
     })
 
+  /**
+   * In one transaction: run `decide` (its checks read the state this write applies to; nothing can change it in
+   * between), append its events + outbox, fold them into the view, then read `result`. Then tell watchers.
+   */
+  const commitWith = <A, E>(
+    decide: Effect.Effect<ReadonlyArray<Envelope>, E>,
+    result: Effect.Effect<A, E>
+  ): Effect.Effect<A, E | StorageError> =>
+    Effect.gen(function* () {
+      const { events, memoryIds, value } = yield* sql
+        .withTransaction(
+          Effect.gen(function* () {
+            const events = yield* decide
+            yield* log.appendLocal(events)
+            const memoryIds = yield* view.apply(events)
+            return { events, memoryIds, value: yield* result }
+          })
+        )
+        .pipe(storageError)
+      yield* PubSub.publish(changes, { source: "local", memoryIds, eventIds: events.map((e) => e.id) })
+      return value
+    })
+
   /** Append + outbox + view in one transaction, then tell watchers. */
-  const commit = (events: ReadonlyArray<Envelope>) =>
-    sql.withTransaction(Effect.zipRight(log.appendLocal(events), view.apply(events))).pipe(
-      storageError,
-      Effect.tap((memoryIds) =>
-        PubSub.publish(changes, { source: "local", memoryIds, eventIds: events.map((e) => e.id) })
-      )
-    )
+  const commit = (events: ReadonlyArray<Envelope>) => commitWith(Effect.succeed(events), Effect.void)
 
   const readState = (id: string) =>
     raw(() => {
@@ -166,18 +183,25 @@ export const make = Effect.gen(function* () {
     return memory!
   })
 
+  // update and remove check the id inside their write transaction: a delete committed between a check and the
+  // write would otherwise leave an event written by a call that then fails.
   const update = Effect.fn("MemoryStore.update")(function* (id: string, rawPatch: Patch) {
     const patch = yield* validate(PatchInput, rawPatch)
-    yield* get(id)
-    const now = yield* clock.now
-    yield* commit([yield* event("memory.updated", { id, patch, updatedAt: now })])
-    return yield* get(id)
+    const decide = Effect.gen(function* () {
+      yield* get(id)
+      const now = yield* clock.now
+      return [yield* event("memory.updated", { id, patch, updatedAt: now })]
+    })
+    return yield* commitWith(decide, get(id))
   })
 
   const remove = Effect.fn("MemoryStore.remove")(function* (id: string) {
-    yield* get(id)
-    const now = yield* clock.now
-    yield* commit([yield* event("memory.deleted", { id, deletedAt: now })])
+    const decide = Effect.gen(function* () {
+      yield* get(id)
+      const now = yield* clock.now
+      return [yield* event("memory.deleted", { id, deletedAt: now })]
+    })
+    yield* commitWith(decide, Effect.void)
   })
 
   const list = Effect.fn("MemoryStore.list")(function* (options: ListOptions = {}) {
@@ -246,7 +270,8 @@ export const make = Effect.gen(function* () {
     }
     return {
       memories: count(`SELECT count(*) FROM memories WHERE created = 1 AND deleted = 0`),
-      deleted: count(`SELECT count(*) FROM memories WHERE deleted = 1`),
+      // Like `list({ includeDeleted })`: a tombstone for an id never created here is not a deleted memory.
+      deleted: count(`SELECT count(*) FROM memories WHERE created = 1 AND deleted = 1`),
       events: count(`SELECT count(*) FROM events`),
       eventsByType: byType,
       unknownEvents,
