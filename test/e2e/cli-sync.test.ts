@@ -6,49 +6,27 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import Sqlite from "better-sqlite3"
-import { Effect, Exit, Schema, Scope } from "effect"
+import { Effect, Schema } from "effect"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { afterAll, beforeAll } from "vitest"
 import type { Envelope } from "../../src/domain/Events.js"
 import * as HttpTransport from "../../src/sync/HttpTransport.js"
 import { Transport } from "../../src/sync/Transport.js"
 import {
+  useServer,
   background,
   decodeStatus,
   decodeSummary,
   eventually,
   memsync,
-  serve,
-  type ServeProcess,
   show,
   stop,
-  tempDir,
   withReplica
 } from "./helpers.js"
 
 const TOKENS = { dead: "tok-dead-letters-5e1f", watch: "tok-SECRET-watch-7f3a9c1e" } as const
 
-let scope: Scope.CloseableScope
-let server: ServeProcess
-let dir: string
-
-beforeAll(async () => {
-  scope = await Effect.runPromise(Scope.make())
-  dir = await Effect.runPromise(Scope.extend(tempDir, scope))
-  server = await Effect.runPromise(
-    Scope.extend(
-      serve({
-        db: join(dir, "server.db"),
-        port: 0,
-        tokens: Object.entries(TOKENS).map(([space, token]) => `${token}=${space}`)
-      }),
-      scope
-    )
-  )
-}, 90_000)
-
-afterAll(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+const fixture = useServer(TOKENS)
 
 const DeadLetters = Schema.parseJson(
   Schema.Array(Schema.Struct({ eventId: Schema.String, reason: Schema.String, message: Schema.String }))
@@ -62,7 +40,7 @@ const filesHolding = (db: string, needle: string): Array<string> =>
 /** Push `events` to the server as another client would (the library over HTTP). */
 const pushAsAnotherClient = (token: string, events: ReadonlyArray<Envelope>) =>
   Effect.flatMap(Transport, (t) => t.push(token, events)).pipe(
-    Effect.provide(HttpTransport.layer({ baseUrl: server.url })),
+    Effect.provide(HttpTransport.layer({ baseUrl: fixture.server.url })),
     Effect.orDie
   )
 
@@ -71,7 +49,7 @@ describe("memsync sync / status / dead-letters (real processes, loopback HTTP)",
     "rejected events: sync exits 5; dead-letters lists them, requeues one and all; an unknown id exits 2",
     () =>
       Effect.gen(function* () {
-        const db = join(dir, "dead.db")
+        const db = join(fixture.dir, "dead.db")
         const t = TOKENS.dead
         // Three writes; another client already holds other bodies under the event ids of the first two.
         const created = yield* withReplica(db, (s) =>
@@ -90,7 +68,7 @@ describe("memsync sync / status / dead-letters (real processes, loopback HTTP)",
           ["accepted", "accepted"]
         )
 
-        const first = yield* memsync(["sync", "--server", server.url, "--token", t, "--db", db, "--json"])
+        const first = yield* memsync(["sync", "--server", fixture.server.url, "--token", t, "--db", db, "--json"])
         assert.strictEqual(first.code, 5, show(first))
         const summary = decodeSummary(first.stdout)
         assert.deepStrictEqual([summary.pushed, summary.rejected], [1, 2])
@@ -118,7 +96,7 @@ describe("memsync sync / status / dead-letters (real processes, loopback HTTP)",
         assert.include(listText.stdout, "id-conflict")
         const report = decodeStatus(status.stdout)
         assert.deepStrictEqual([report.deadLetters, report.idConflicts, report.pending], [2, 2, 0])
-        assert.strictEqual(report.serverUrl, server.url, "remembered after the sync")
+        assert.strictEqual(report.serverUrl, fixture.server.url, "remembered after the sync")
 
         // Requeue one by id; an id that is not a dead letter (unknown, or already requeued) is bad input.
         const one = yield* memsync(["dead-letters", "--requeue", e1!.id, "--json", "--db", db])
@@ -158,7 +136,7 @@ describe("memsync sync / status / dead-letters (real processes, loopback HTTP)",
     "sync --watch remembers the server URL once it has pulled; the token is in none of the database's files",
     () =>
       Effect.gen(function* () {
-        const db = join(dir, "watch.db")
+        const db = join(fixture.dir, "watch.db")
         const t = TOKENS.watch
         yield* withReplica(db, (s) => s.create({ content: "written before watching" }))
         const watcher = yield* background([
@@ -168,7 +146,7 @@ describe("memsync sync / status / dead-letters (real processes, loopback HTTP)",
           "--interval-ms",
           "200",
           "--server",
-          server.url,
+          fixture.server.url,
           "--token",
           t,
           "--db",
@@ -187,7 +165,7 @@ describe("memsync sync / status / dead-letters (real processes, loopback HTTP)",
           timeoutMs: 60_000,
           everyMs: 200
         })
-        assert.strictEqual(url, server.url)
+        assert.strictEqual(url, fixture.server.url)
         // While the watcher holds the file open (WAL and shared memory in use), and after it exits.
         assert.isTrue(existsSync(`${db}-wal`), "the watcher's WAL exists")
         assert.deepStrictEqual(filesHolding(db, t), [])

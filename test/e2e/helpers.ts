@@ -6,13 +6,14 @@
  * Every child is killed when the effect that started it is interrupted or its scope closes, so a failing test never
  * leaves a server behind.
  */
-import { Effect, Layer, Schema, type Scope } from "effect"
+import { Effect, Exit, Layer, Schema, Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll } from "vitest"
 import { Memory } from "../../src/domain/Memory.js"
 import * as MemoryStore from "../../src/store/MemoryStore.js"
 import * as HttpTransport from "../../src/sync/HttpTransport.js"
@@ -208,3 +209,34 @@ export const decodeSummary = Schema.decodeUnknownSync(Schema.parseJson(SyncSumma
 
 /** Describe a run for assertion messages. */
 export const show = (run: Run): string => `exit ${run.code}\nstdout: ${run.stdout}\nstderr: ${run.stderr}`
+
+/**
+ * A `memsync serve` process on a free port with these tokens (space -> token), and a temp dir, for a test file: started
+ * before its tests, stopped (and the dir removed) after them. Read its fields inside tests only; a test that restarts
+ * the server extends `scope` and replaces `server`.
+ */
+export const useServer = (tokens: Readonly<Record<string, string>>) => {
+  // Filled in by beforeAll: tests run after it (the non-null assertions hold from then on).
+  const fixture: { server: ServeProcess; dir: string; scope: Scope.CloseableScope } = {
+    server: undefined!,
+    dir: "",
+    scope: undefined!
+  }
+  beforeAll(async () => {
+    const scope = await Effect.runPromise(Scope.make())
+    fixture.scope = scope
+    fixture.dir = await Effect.runPromise(Scope.extend(tempDir, scope))
+    fixture.server = await Effect.runPromise(
+      Scope.extend(
+        serve({
+          db: join(fixture.dir, "server.db"),
+          port: 0,
+          tokens: Object.entries(tokens).map(([space, token]) => `${token}=${space}`)
+        }),
+        scope
+      )
+    )
+  }, 90_000)
+  afterAll(() => (fixture.scope === undefined ? undefined : Effect.runPromise(Scope.close(fixture.scope, Exit.void))))
+  return fixture
+}

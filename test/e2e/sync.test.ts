@@ -8,13 +8,13 @@
  * on the same port over the same database file.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Option, Scope } from "effect"
+import { Context, Effect, Layer, Option, Scope } from "effect"
 import { join } from "node:path"
-import { afterAll, beforeAll } from "vitest"
 import * as MemoryStore from "../../src/store/MemoryStore.js"
 import * as HttpTransport from "../../src/sync/HttpTransport.js"
 import * as SyncEngine from "../../src/sync/SyncEngine.js"
 import {
+  useServer,
   background,
   closedPort,
   decodeListed,
@@ -23,11 +23,9 @@ import {
   eventually,
   memsync,
   serve,
-  type ServeProcess,
   show,
   stop,
   syncOnce,
-  tempDir,
   withReplica
 } from "./helpers.js"
 
@@ -38,29 +36,10 @@ const TOKENS = {
   offline: "tok-offline-01"
 } as const
 
-let scope: Scope.CloseableScope
-let server: ServeProcess
-let dir: string
-
-beforeAll(async () => {
-  scope = await Effect.runPromise(Scope.make())
-  dir = await Effect.runPromise(Scope.extend(tempDir, scope))
-  server = await Effect.runPromise(
-    Scope.extend(
-      serve({
-        db: join(dir, "server.db"),
-        port: 0,
-        tokens: Object.entries(TOKENS).map(([space, token]) => `${token}=${space}`)
-      }),
-      scope
-    )
-  )
-}, 90_000)
-
-afterAll(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+const fixture = useServer(TOKENS)
 
 const sync = (db: string, token: string, ...extra: Array<string>) =>
-  memsync(["sync", "--server", server.url, "--token", token, "--db", db, ...extra])
+  memsync(["sync", "--server", fixture.server.url, "--token", token, "--db", db, ...extra])
 
 /** The first `sync --json` summary of a run that must succeed. */
 const synced = (db: string, token: string) =>
@@ -74,8 +53,8 @@ describe("memsync sync against memsync serve (real processes, loopback HTTP)", (
     "two replicas and the server converge: adds, updates and deletes on both; list and verify agree",
     () =>
       Effect.gen(function* () {
-        const a = join(dir, "converge-a.db")
-        const b = join(dir, "converge-b.db")
+        const a = join(fixture.dir, "converge-a.db")
+        const b = join(fixture.dir, "converge-b.db")
         const t = TOKENS.converge
         const [m1, m2] = yield* withReplica(a, (s) =>
           s.createMany([{ content: "m1 written on A" }, { content: "m2 written on A", tags: ["a"] }])
@@ -83,8 +62,8 @@ describe("memsync sync against memsync serve (real processes, loopback HTTP)", (
         const m3 = yield* withReplica(b, (s) => s.create({ content: "m3 written on B", importance: 0.2 }))
 
         // The first exchange through the library (setup); the CLI syncs the concurrent edits below.
-        assert.strictEqual((yield* syncOnce(a, server.url, t)).pushed, 2)
-        const firstB = yield* syncOnce(b, server.url, t)
+        assert.strictEqual((yield* syncOnce(a, fixture.server.url, t)).pushed, 2)
+        const firstB = yield* syncOnce(b, fixture.server.url, t)
         assert.deepStrictEqual([firstB.pushed, firstB.pulled], [1, 2])
 
         // Concurrent edits: different fields of m1 on each side (both survive), an update racing a delete on m2
@@ -136,12 +115,12 @@ describe("memsync sync against memsync serve (real processes, loopback HTTP)", (
     "a refused token exits 3, an unreachable server exits 4, and the write stays pending either way",
     () =>
       Effect.gen(function* () {
-        const db = join(dir, "auth.db")
+        const db = join(fixture.dir, "auth.db")
         yield* withReplica(db, (s) => s.create({ content: "not sent yet" }))
         const port = yield* closedPort
         const [refused, unreachable] = yield* Effect.all(
           [
-            memsync(["sync", "--server", server.url, "--token", "not-a-known-token", "--db", db]),
+            memsync(["sync", "--server", fixture.server.url, "--token", "not-a-known-token", "--db", db]),
             memsync(["sync", "--server", `http://127.0.0.1:${port}`, "--token", TOKENS.auth, "--db", db])
           ],
           { concurrency: "unbounded" }
@@ -156,7 +135,7 @@ describe("memsync sync against memsync serve (real processes, loopback HTTP)", (
         assert.strictEqual(stats.pendingOutbox, 1)
         // The right token against the live server: the same replica syncs, so the failures were about the credential
         // and the address, not the replica.
-        assert.strictEqual((yield* syncOnce(db, server.url, TOKENS.auth)).pushed, 1)
+        assert.strictEqual((yield* syncOnce(db, fixture.server.url, TOKENS.auth)).pushed, 1)
       }),
     120_000
   )
@@ -165,8 +144,8 @@ describe("memsync sync against memsync serve (real processes, loopback HTTP)", (
     "sync --watch picks up another replica's write within seconds, and pushes its own on the interval",
     () =>
       Effect.gen(function* () {
-        const watched = join(dir, "watch-w.db")
-        const other = join(dir, "watch-v.db")
+        const watched = join(fixture.dir, "watch-w.db")
+        const other = join(fixture.dir, "watch-v.db")
         const watcher = yield* background([
           "sync",
           "--watch",
@@ -174,7 +153,7 @@ describe("memsync sync against memsync serve (real processes, loopback HTTP)", (
           "--interval-ms",
           "200",
           "--server",
-          server.url,
+          fixture.server.url,
           "--token",
           TOKENS.watch,
           "--db",
@@ -192,7 +171,7 @@ describe("memsync sync against memsync serve (real processes, loopback HTTP)", (
         const v = yield* Layer.build(
           SyncEngine.layer({ token: TOKENS.watch, background: false }).pipe(
             Layer.provideMerge(
-              Layer.merge(MemoryStore.layer({ filename: other }), HttpTransport.layer({ baseUrl: server.url }))
+              Layer.merge(MemoryStore.layer({ filename: other }), HttpTransport.layer({ baseUrl: fixture.server.url }))
             )
           )
         ).pipe(Effect.orDie)
@@ -231,16 +210,16 @@ describe("memsync sync against memsync serve (real processes, loopback HTTP)", (
     "writes made while the server is down are kept (exit 4, pending) and converge once it is back",
     () =>
       Effect.gen(function* () {
-        const c = join(dir, "offline-c.db")
-        const d = join(dir, "offline-d.db")
+        const c = join(fixture.dir, "offline-c.db")
+        const d = join(fixture.dir, "offline-d.db")
         const t = TOKENS.offline
         yield* withReplica(c, (s) => s.create({ content: "synced before the outage" }))
-        assert.strictEqual((yield* syncOnce(c, server.url, t)).pushed, 1)
+        assert.strictEqual((yield* syncOnce(c, fixture.server.url, t)).pushed, 1)
 
         // SIGTERM: the server finishes in-flight requests, closes its database and exits 0.
-        const stopped = yield* stop(server, "SIGTERM")
-        assert.strictEqual(stopped, 0, server.stderr())
-        assert.include(server.stdout(), "memsync server stopped")
+        const stopped = yield* stop(fixture.server, "SIGTERM")
+        assert.strictEqual(stopped, 0, fixture.server.stderr())
+        assert.include(fixture.server.stdout(), "memsync server stopped")
 
         const during = yield* withReplica(c, (s) =>
           Effect.gen(function* () {
@@ -260,10 +239,10 @@ describe("memsync sync against memsync serve (real processes, loopback HTTP)", (
           [
             memsync(["status", "--json", "--db", c]),
             serve({
-              db: join(dir, "server.db"),
-              port: server.port,
+              db: join(fixture.dir, "server.db"),
+              port: fixture.server.port,
               tokens: Object.entries(TOKENS).map(([space, token]) => `${token}=${space}`)
-            }).pipe(Scope.extend(scope))
+            }).pipe(Scope.extend(fixture.scope))
           ],
           { concurrency: "unbounded" }
         )
@@ -271,12 +250,12 @@ describe("memsync sync against memsync serve (real processes, loopback HTTP)", (
         const report = decodeStatus(status.stdout)
         assert.strictEqual(report.pending, 4)
         assert.strictEqual(report.deadLetters, 0)
-        server = restarted
+        fixture.server = restarted
 
         const back = yield* synced(c, t)
         assert.strictEqual(back.pushed, 4)
         assert.isFalse(back.resynced, "the restarted server kept its log and epoch")
-        assert.strictEqual((yield* syncOnce(d, server.url, t)).pulled, 5)
+        assert.strictEqual((yield* syncOnce(d, fixture.server.url, t)).pulled, 5)
         const seen = yield* withReplica(d, (s) => s.list())
         assert.deepStrictEqual(
           seen.map((m) => [m.content, m.importance]),
@@ -288,8 +267,8 @@ describe("memsync sync against memsync serve (real processes, loopback HTTP)", (
         assert.strictEqual(seen[0]?.id, during.id)
         assert.strictEqual((yield* withReplica(c, (s) => s.stats)).pendingOutbox, 0)
 
-        const exit = yield* stop(server, "SIGTERM")
-        assert.strictEqual(exit, 0, server.stderr())
+        const exit = yield* stop(fixture.server, "SIGTERM")
+        assert.strictEqual(exit, 0, fixture.server.stderr())
       }),
     180_000
   )
