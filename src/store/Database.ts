@@ -17,8 +17,9 @@ import type { MigrationError } from "@effect/sql/Migrator"
 import type { Connection } from "@effect/sql/SqlConnection"
 import Sqlite from "better-sqlite3"
 import { Context, Effect, Layer, Option, Scope, Stream } from "effect"
-import { existsSync } from "node:fs"
-import { DatabaseNotFound, NotAMemsyncDatabase, StorageError } from "./Errors.js"
+import { existsSync, type Stats, statSync } from "node:fs"
+import { dirname, join, resolve } from "node:path"
+import { DatabaseCorrupt, DatabaseNotFound, InvalidDatabasePath, NotAMemsyncDatabase, StorageError } from "./Errors.js"
 import { migrate } from "./Migrations.js"
 
 /** How to open a database. */
@@ -58,7 +59,7 @@ export interface Database {
 export const Database = Context.GenericTag<Database>("memsync/Database")
 
 /** Errors of opening a database. */
-export type OpenError = DatabaseNotFound | NotAMemsyncDatabase | StorageError
+export type OpenError = DatabaseNotFound | NotAMemsyncDatabase | InvalidDatabasePath | DatabaseCorrupt | StorageError
 
 /** Open (and migrate) a database for the lifetime of the scope. */
 export const make = (config: Config): Effect.Effect<Database, OpenError, Scope.Scope> =>
@@ -127,6 +128,8 @@ const open = (config: Config): Effect.Effect<Sqlite.Database, OpenError> =>
   Effect.gen(function* () {
     const path = config.filename
     const memory = path === ":memory:" || path === ""
+    const unusable = memory ? undefined : pathProblem(path)
+    if (unusable !== undefined) return yield* new InvalidDatabasePath({ path, reason: unusable })
     if (!memory && config.create === false && !existsSync(path)) return yield* new DatabaseNotFound({ path })
     const db = yield* Effect.try({
       try: () => new Sqlite(path, { readonly: config.readonly ?? false }),
@@ -147,7 +150,10 @@ const open = (config: Config): Effect.Effect<Sqlite.Database, OpenError> =>
         const expected = (config.schema ?? replicaSchema).kind
         return stored === expected ? true : `it is a memsync ${String(stored)} database, not a ${expected} database`
       },
-      catch: (cause) => new NotAMemsyncDatabase({ path, reason: messageOf(cause) })
+      catch: (cause) =>
+        isCorruptCode(cause)
+          ? new DatabaseCorrupt({ path, reason: messageOf(cause) })
+          : new NotAMemsyncDatabase({ path, reason: messageOf(cause) })
     })
     const ok = yield* Effect.tapError(checked, () => Effect.sync(() => db.close()))
     if (ok !== true) {
@@ -173,6 +179,40 @@ const open = (config: Config): Effect.Effect<Sqlite.Database, OpenError> =>
     })
     return db
   })
+
+/**
+ * Why `path` cannot hold a database file, when the file system says so plainly (SQLite only says "unable to open
+ * database file"). Anything less clear (permissions, a dangling link) is left to SQLite to report.
+ */
+const pathProblem = (path: string): string | undefined => {
+  const target = statOf(path)
+  if (target !== undefined) {
+    return target.isDirectory()
+      ? `it is a directory; name a file instead (e.g. ${join(path, "memsync.db")})`
+      : undefined
+  }
+  const dir = dirname(resolve(path))
+  const parent = statOf(dir)
+  if (parent === undefined) return `the directory ${dir} does not exist; create it first, or name a file elsewhere`
+  return parent.isDirectory() ? undefined : `${dir} is not a directory`
+}
+
+const statOf = (path: string): Stats | undefined => {
+  try {
+    return statSync(path)
+  } catch {
+    // Missing, or not reachable (ENOTDIR, EACCES): the caller looks at the parent, or lets SQLite report it.
+    return undefined
+  }
+}
+
+/** SQLITE_CORRUPT and its extended codes (better-sqlite3 puts the name in `code`). */
+const isCorruptCode = (cause: unknown): boolean =>
+  typeof cause === "object" &&
+  cause !== null &&
+  "code" in cause &&
+  typeof cause.code === "string" &&
+  cause.code.startsWith("SQLITE_CORRUPT")
 
 const makeConnection = (db: Sqlite.Database): Connection => {
   const cache = new Map<string, Sqlite.Statement>()

@@ -38,7 +38,35 @@ export class NotAMemsyncDatabase extends Schema.TaggedError<NotAMemsyncDatabase>
   }
 }
 
+/** The path cannot hold a database file at all (a directory, or in a directory that does not exist). */
+export class InvalidDatabasePath extends Schema.TaggedError<InvalidDatabasePath>()("InvalidDatabasePath", {
+  path: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `cannot use ${this.path} as a database: ${this.reason}`
+  }
+}
+
+/** The file is a memsync database whose pages are damaged: SQLite reports corruption when it reads them. */
+export class DatabaseCorrupt extends Schema.TaggedError<DatabaseCorrupt>()("DatabaseCorrupt", {
+  path: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `${this.path} is damaged (${this.reason}); restore it from a backup, or sync a new replica from the server`
+  }
+}
+
+/**
+ * True when a storage failure is SQLite reporting a damaged file. Matched on SQLite's fixed message texts because a
+ * StorageError keeps only the message (it crosses HTTP and is made in many places from an SqlError).
+ */
+export const isCorruption = (message: string): boolean => CORRUPTION.test(message)
+
 /** SQLite failed underneath (I/O, corruption, a constraint that should never fire). */
 export class StorageError extends Schema.TaggedError<StorageError>()("StorageError", {
   message: Schema.String
 }) {}
+
+const CORRUPTION = /database disk image is malformed|malformed database schema|file is not a database/

@@ -166,11 +166,84 @@ describe("opening a database", () => {
     })
   )
 
-  it.scoped("a path in a missing directory is a StorageError, not a crash", () =>
+  it.scoped("a directory, or a path in a missing directory or under a file, is InvalidDatabasePath saying why", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir
-      const error = yield* Effect.flip(open({ filename: join(dir, "no", "such", "dir.db") }))
-      assert.strictEqual(error._tag, "StorageError")
+      const file = join(dir, "plain.txt")
+      writeFileSync(file, "not a directory\n")
+      const cases = [
+        [dir, `it is a directory; name a file instead (e.g. ${join(dir, "memsync.db")})`],
+        [join(dir, "no", "such", "dir.db"), `the directory ${join(dir, "no", "such")} does not exist`],
+        [join(file, "m.db"), `${file} is not a directory`]
+      ] as const
+      for (const [filename, reason] of cases) {
+        for (const create of [true, false]) {
+          const error = yield* Effect.flip(open({ filename, create }))
+          assert.strictEqual(error._tag, "InvalidDatabasePath", `${filename} (create: ${create})`)
+          assert.include(error.message, `cannot use ${filename} as a database: ${reason}`)
+        }
+      }
+      assert.deepStrictEqual(readdirSync(dir), ["plain.txt"])
+    })
+  )
+
+  it.scoped("a memsync database whose schema page is damaged is DatabaseCorrupt and left untouched", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const path = join(dir, "damaged.db")
+      yield* Effect.flatMap(MemoryStore.MemoryStore, (store) => store.create({ content: "x" })).pipe(
+        Effect.provide(MemoryStore.layer({ filename: path }))
+      )
+      const bytes = readFileSync(path)
+      const pageSize = bytes.readUInt16BE(16)
+      // Page 1 keeps the header and the schema's root; the pages after it hold the schema's table b-trees.
+      for (let i = pageSize; i < bytes.length; i++) bytes[i] = (i * 7919) % 251
+      writeFileSync(path, bytes)
+      const error = yield* Effect.flip(open({ filename: path }))
+      assert.strictEqual(error._tag, "DatabaseCorrupt")
+      assert.include(error.message, `${path} is damaged (database disk image is malformed)`)
+      assert.isTrue(readFileSync(path).equals(bytes))
+      assert.deepStrictEqual(readdirSync(dir), ["damaged.db"])
+    })
+  )
+})
+
+describe("pragmas", () => {
+  const pragmas = Effect.flatMap(Database.Database, (db) =>
+    db.raw((h) => ({
+      journal: h.pragma("journal_mode", { simple: true }),
+      synchronous: h.pragma("synchronous", { simple: true })
+    }))
+  )
+  const SQLITE_NORMAL = 1
+  const SQLITE_FULL = 2
+
+  it.scoped("a file is in WAL mode, synchronous NORMAL by default and FULL when configured", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const filename = join(dir, "p.db")
+      const byDefault = yield* Effect.scoped(Effect.provide(pragmas, Database.layer({ filename })))
+      assert.deepStrictEqual(byDefault, { journal: "wal", synchronous: SQLITE_NORMAL })
+      const normal = yield* Effect.scoped(Effect.provide(pragmas, Database.layer({ filename, synchronous: "NORMAL" })))
+      assert.deepStrictEqual(normal, { journal: "wal", synchronous: SQLITE_NORMAL })
+      const full = yield* Effect.scoped(Effect.provide(pragmas, Database.layer({ filename, synchronous: "FULL" })))
+      assert.deepStrictEqual(full, { journal: "wal", synchronous: SQLITE_FULL })
+      // WAL is recorded in the file itself: any later connection, even a foreign one, finds it on.
+      const raw = new Sqlite(filename, { readonly: true })
+      const stored = raw.pragma("journal_mode", { simple: true })
+      raw.close()
+      assert.strictEqual(stored, "wal")
+    })
+  )
+
+  it.scoped("in memory, synchronous is still set explicitly", () =>
+    Effect.gen(function* () {
+      const full = yield* Effect.scoped(
+        Effect.provide(pragmas, Database.layer({ filename: ":memory:", synchronous: "FULL" }))
+      )
+      assert.strictEqual(full.synchronous, SQLITE_FULL)
+      const byDefault = yield* Effect.scoped(Effect.provide(pragmas, Database.layerMemory))
+      assert.strictEqual(byDefault.synchronous, SQLITE_NORMAL)
     })
   )
 })
