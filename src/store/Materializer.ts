@@ -47,11 +47,11 @@ export const COLUMNS: Record<RegisterName, string> = {
 export const make = Effect.gen(function* () {
   const database = yield* Database
   const upserts = new Map<string, Sqlite.Statement>()
-  const upsertFor = (db: Sqlite.Database, table: string, rows: number): Sqlite.Statement => {
-    const key = `${table}\u0000${rows}`
+  const upsertFor = (db: Sqlite.Database, table: string, rows: number, narrow: boolean): Sqlite.Statement => {
+    const key = `${table}\u0000${rows}\u0000${narrow}`
     let stmt = upserts.get(key)
     if (stmt === undefined) {
-      stmt = db.prepare(upsertRowsSql(table, rows))
+      stmt = db.prepare(upsertRowsSql(table, rows, narrow ? NARROW_SKIPS : []))
       upserts.set(key, stmt)
     }
     return stmt
@@ -80,12 +80,22 @@ export const make = Effect.gen(function* () {
         const l = lookupFor(db, table)
         if (l.triggers.get() !== 0) rows = inRownumOrder(all, l.rownum)
       }
-      let i = 0
-      for (const size of CHUNKS) {
-        for (; rows.length - i >= size; i += size) {
-          const params: Array<string | number | null> = []
-          for (let k = i; k < i + size; k++) pushStateRow(params, rows[k]!)
-          upsertFor(db, table, size).run(params)
+      // States that write neither `category` nor `createdAt` (updates without a category, deletes) go through an
+      // upsert whose SET clause leaves those columns out, so SQLite does not rewrite their index entries.
+      const narrow: Array<MemoryState> = []
+      const full: Array<MemoryState> = []
+      for (const s of rows) (s.category === undefined && s.createdAt === undefined ? narrow : full).push(s)
+      for (const [group, isNarrow] of [
+        [narrow, true],
+        [full, false]
+      ] as const) {
+        let i = 0
+        for (const size of CHUNKS) {
+          for (; group.length - i >= size; i += size) {
+            const params: Array<string | number | null> = []
+            for (let k = i; k < i + size; k++) pushStateRow(params, group[k]!)
+            upsertFor(db, table, size, isNarrow).run(params)
+          }
         }
       }
     })
@@ -132,14 +142,19 @@ export const knownEvents = (events: Iterable<Envelope>): Array<MemoryEvent> => {
   return out
 }
 
-/** The upsert implementing `Fold.merge` on a view table. */
-export const upsertSql = (table: string): string => {
+/**
+ * The upsert implementing `Fold.merge` on a view table. Registers named in `skip` are left out of the SET clause: only
+ * for rows that do not write them, for which their assignment would keep the old value anyway (a missing register's
+ * key is NULL, and `NULL > key` is not true).
+ */
+export const upsertSql = (table: string, skip: ReadonlyArray<RegisterName> = []): string => {
   const cols = REGISTERS.map((r) => COLUMNS[r])
   const names = ["id", "created", "deleted", ...cols.flatMap((c) => [c, `${c}_key`])]
+  const set = REGISTERS.filter((r) => !skip.includes(r)).map((r) => COLUMNS[r])
   const sets = [
     `created = max(${table}.created, excluded.created)`,
     `deleted = max(${table}.deleted, excluded.deleted)`,
-    ...cols.flatMap((c) => {
+    ...set.flatMap((c) => {
       const wins = `excluded.${c}_key > coalesce(${table}.${c}_key, '')`
       return [
         `${c} = CASE WHEN ${wins} THEN excluded.${c} ELSE ${table}.${c} END`,
@@ -155,9 +170,9 @@ export const upsertSql = (table: string): string => {
  * `upsertSql` for `rows` rows in one statement, with positional parameters in `VIEW_COLUMNS` order. Row by row it
  * does exactly what `rows` single-row upserts would (SQLite applies a multi-row upsert one row at a time, in order).
  */
-export const upsertRowsSql = (table: string, rows: number): string => {
+export const upsertRowsSql = (table: string, rows: number, skip: ReadonlyArray<RegisterName> = []): string => {
   const one = `(${VIEW_COLUMNS.map(() => "?").join(", ")})`
-  const single = upsertSql(table)
+  const single = upsertSql(table, skip)
   const at = single.indexOf(" VALUES (")
   const end = single.indexOf(")", at + 9)
   return `${single.slice(0, at)} VALUES ${Array.from({ length: rows }, () => one).join(", ")}${single.slice(end + 1)}`
@@ -252,6 +267,9 @@ const toColumn = (v: unknown): string | number | null => {
  * Neither changes the result: each row's upsert depends only on its own row, and new rows get the same rownums.
  */
 const CHUNKS = [500, 100, 20, 1]
+
+/** The registers a narrow upsert leaves out: the two with an index of their own on `memories`. */
+const NARROW_SKIPS: ReadonlyArray<RegisterName> = ["category", "createdAt"]
 
 const FTS_TRIGGER_COUNT = `SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'memories'
   AND name LIKE 'memories_fts_%'`
