@@ -280,15 +280,6 @@ export const runCommands = async (
 
 /** Faults stop and the token is good again: the replica must settle with nothing lost or duplicated. */
 const heal = async (real: Real) => {
-  console.log(
-    real.network
-      .calls()
-      .map(
-        (c) =>
-          `${c.at - 1_700_000_000_000} ${c.fiber} ${c.op} ${c.outcome} ${c.doneAt === undefined ? "-" : c.doneAt - 1_700_000_000_000}`
-      )
-      .join("\n")
-  )
   real.network.calm()
   real.network.grant(real.token)
   const bound = 2 * ENGINE.backoff!.slowMs + ENGINE.backoff!.capMs + 10_000
