@@ -40,7 +40,12 @@ import {
 export const TARGET_REPLAY_EVENTS_PER_S = 80_000
 export const TARGET_REPLAY_RSS_MB = 400
 
-const ChildResult = Schema.Struct({ events: Schema.Number, seconds: Schema.Number, maxRssMb: Schema.Number })
+const ChildResult = Schema.Struct({
+  events: Schema.Number,
+  seconds: Schema.Number,
+  cpuSeconds: Schema.Number,
+  maxRssMb: Schema.Number
+})
 type ChildResult = typeof ChildResult.Type
 
 /** Run the benchmark at `scale` (1 = 1M events); prints its figures and returns summary rows. */
@@ -56,14 +61,19 @@ export const runInspectBench = async (options: { readonly scale: number }): Prom
     const raw = rawRead(source)
     progress(`raw read baseline: ${fmt(raw)} events/s`)
     const replay = await child("replay", [source, join(dir, "replay.db")])
-    progress(`replay: ${fmt(replay.events / replay.seconds)} events/s, peak RSS ${fmt(replay.maxRssMb)} MB`)
+    progress(
+      `replay: ${fmt(replay.events / replay.seconds)} events/s (${cpuPerEvent(replay)}), ` +
+        `peak RSS ${fmt(replay.maxRssMb)} MB`
+    )
     const ndjson = join(dir, "export.ndjson")
     const exported = await child("export", [source, ndjson])
-    progress(`export: ${fmt(exported.events / exported.seconds)} events/s`)
+    progress(`export: ${fmt(exported.events / exported.seconds)} events/s (${cpuPerEvent(exported)})`)
     const imported = await child("import", [ndjson, join(dir, "import.db")])
-    progress(`import: ${fmt(imported.events / imported.seconds)} events/s`)
+    progress(`import: ${fmt(imported.events / imported.seconds)} events/s (${cpuPerEvent(imported)})`)
     const rawImport = await child("import-raw", [ndjson, join(dir, "import-raw.db")])
-    progress(`raw parse + insert baseline: ${fmt(rawImport.events / rawImport.seconds)} events/s`)
+    progress(
+      `raw parse + insert baseline: ${fmt(rawImport.events / rawImport.seconds)} events/s (${cpuPerEvent(rawImport)})`
+    )
 
     const rate = (r: ChildResult) => r.events / r.seconds
     const replayRate = rate(replay)
@@ -76,6 +86,15 @@ export const runInspectBench = async (options: { readonly scale: number }): Prom
         ratio: `${(replayRate / raw).toFixed(2)}x`,
         target: `>= ${fmt(TARGET_REPLAY_EVENTS_PER_S)}/s`,
         pass: replayRate >= TARGET_REPLAY_EVENTS_PER_S
+      },
+      {
+        bench: "inspect replay",
+        metric: "CPU per event",
+        value: cpuPerEvent(replay),
+        baseline: "",
+        ratio: "",
+        target: `<= ${(1e6 / TARGET_REPLAY_EVENTS_PER_S).toFixed(1)} us (1 core)`,
+        pass: (replay.cpuSeconds * 1e6) / replay.events <= 1e6 / TARGET_REPLAY_EVENTS_PER_S
       },
       {
         bench: "inspect replay",
@@ -186,9 +205,19 @@ const JOBS: Record<string, (args: ReadonlyArray<string>) => Promise<ChildResult>
 
 const timed = async <E>(effect: Effect.Effect<number, E>): Promise<ChildResult> => {
   const started = performance.now()
+  const cpu = process.cpuUsage()
   const events = await Effect.runPromise(effect)
-  return { events, seconds: (performance.now() - started) / 1000, maxRssMb: maxRssMb() }
+  const used = process.cpuUsage(cpu)
+  return {
+    events,
+    seconds: (performance.now() - started) / 1000,
+    cpuSeconds: (used.user + used.system) / 1e6,
+    maxRssMb: maxRssMb()
+  }
 }
+
+/** CPU microseconds per event of a child's job (user + system: what a loaded machine distorts least). */
+const cpuPerEvent = (r: ChildResult): string => `${((r.cpuSeconds * 1e6) / r.events).toFixed(1)} us CPU/event`
 
 const main = async () => {
   const argv = process.argv.slice(2)

@@ -64,6 +64,14 @@ export const rssMb = (): number => process.memoryUsage().rss / 1024 / 1024
 const here = dirname(fileURLToPath(import.meta.url))
 
 /**
+ * Extra node flags for every child process a benchmark starts (servers included), from `MEMSYNC_BENCH_NODE_FLAGS`:
+ * e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` profiles each child (see README, "Profiling").
+ */
+export const childNodeFlags: ReadonlyArray<string> = (process.env.MEMSYNC_BENCH_NODE_FLAGS ?? "")
+  .split(" ")
+  .filter((f) => f !== "")
+
+/**
  * Run `bench/<script>` in a fresh node process (through tsx's loader) and decode the JSON its last stdout line
  * holds. stderr is passed through, so progress shows up live.
  */
@@ -75,9 +83,13 @@ export const runChild = <A, I>(
 ): Promise<{ result: A; wallMs: number }> =>
   new Promise((resolve, reject) => {
     const started = performance.now()
-    const child = spawn(process.execPath, [...nodeFlags, "--import", "tsx", join(here, script), ...args], {
-      stdio: ["ignore", "pipe", "inherit"]
-    })
+    const child = spawn(
+      process.execPath,
+      [...childNodeFlags, ...nodeFlags, "--import", "tsx", join(here, script), ...args],
+      {
+        stdio: ["ignore", "pipe", "inherit"]
+      }
+    )
     let out = ""
     child.stdout.setEncoding("utf8")
     child.stdout.on("data", (chunk: string) => (out += chunk))

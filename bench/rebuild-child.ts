@@ -4,7 +4,7 @@
  * row in seq order and parsing its payload (the floor any rebuild has to pay).
  *
  * Usage: tsx bench/rebuild-child.ts <file> [--bare] [--page N]
- * Prints one JSON line: events, seconds, RSS after opening, peak RSS sampled per page, and `maxRSS`.
+ * Prints one JSON line: events, seconds, CPU seconds, RSS after opening, peak RSS sampled per page, and `maxRSS`.
  */
 import Sqlite from "better-sqlite3"
 import { Effect, Layer } from "effect"
@@ -29,6 +29,7 @@ if (args.includes("--bare")) {
   const db = new Sqlite(file, { readonly: true })
   const rssStart = rssMb()
   const started = performance.now()
+  const cpu = process.cpuUsage()
   let events = 0
   let parsed = 0
   for (const row of db
@@ -41,11 +42,13 @@ if (args.includes("--bare")) {
     if (++events % 10_000 === 0) sample()
   }
   const seconds = (performance.now() - started) / 1000
+  const used = process.cpuUsage(cpu)
   db.close()
   emit({
     events: Math.max(events, parsed),
     memories: 0,
     seconds,
+    cpuSeconds: (used.user + used.system) / 1e6,
     rssStartMb: rssStart,
     rssPeakSampledMb: peak,
     maxRssMb: maxRssMb()
@@ -55,6 +58,7 @@ if (args.includes("--bare")) {
   const result = await Effect.gen(function* () {
     const rssStart = rssMb()
     const started = performance.now()
+    const cpu = process.cpuUsage()
     let lastReport = 0
     const r = yield* Replay.rebuild({
       ...(pageSize === undefined ? {} : { pageSize }),
@@ -69,8 +73,15 @@ if (args.includes("--bare")) {
         })
     })
     const seconds = (performance.now() - started) / 1000
+    const used = process.cpuUsage(cpu)
     sample()
-    return { events: r.events, memories: r.memories, seconds, rssStartMb: rssStart }
+    return {
+      events: r.events,
+      memories: r.memories,
+      seconds,
+      cpuSeconds: (used.user + used.system) / 1e6,
+      rssStartMb: rssStart
+    }
   }).pipe(Effect.provide(layer), Effect.runPromise)
   emit({ ...result, rssPeakSampledMb: peak, maxRssMb: maxRssMb() })
 }

@@ -33,6 +33,7 @@ const ChildResult = Schema.Struct({
   events: Schema.Number,
   memories: Schema.Number,
   seconds: Schema.Number,
+  cpuSeconds: Schema.Number,
   rssStartMb: Schema.Number,
   rssPeakSampledMb: Schema.Number,
   maxRssMb: Schema.Number
@@ -59,9 +60,11 @@ export const runRebuild = async (o: RebuildOptions): Promise<ReadonlyArray<Row>>
     const r = (await runChild("rebuild-child.ts", [file], ChildResult)).result
     rebuilds.push(r)
     progress(
-      `rep ${rep + 1}: rebuild ${fmt(r.events / r.seconds)} events/s in ${r.seconds.toFixed(2)} s, ` +
+      `rep ${rep + 1}: rebuild ${fmt(r.events / r.seconds)} events/s in ${r.seconds.toFixed(2)} s ` +
+        `(${cpuUs(r)} us CPU/event), ` +
         `maxRSS ${fmt(r.maxRssMb)} MB (rss at start ${fmt(r.rssStartMb)} MB); ` +
-        `raw scan ${fmt(scan.events / scan.seconds)} events/s, maxRSS ${fmt(scan.maxRssMb)} MB`
+        `raw scan ${fmt(scan.events / scan.seconds)} events/s (${cpuUs(scan)} us CPU/event), ` +
+        `maxRSS ${fmt(scan.maxRssMb)} MB`
     )
   }
   removeDb(file)
@@ -71,6 +74,8 @@ export const runRebuild = async (o: RebuildOptions): Promise<ReadonlyArray<Row>>
   const scanRss = Math.max(...scans.map((r) => r.maxRssMb))
   const startRss = median(rebuilds.map((r) => r.rssStartMb))
   const memories = rebuilds[0]?.memories ?? 0
+  const cpu = median(rebuilds.map((r) => (r.cpuSeconds * 1e6) / r.events))
+  const scanCpu = median(scans.map((r) => (r.cpuSeconds * 1e6) / r.events))
   const rateOk = rate >= TARGET_EVENTS_PER_SEC
   const rssOk = rss <= TARGET_PEAK_RSS_MB
   console.log(`  Replay.rebuild:  ${fmt(rate)} events/s (median), ${fmt(memories)} live memories after`)
@@ -94,6 +99,15 @@ export const runRebuild = async (o: RebuildOptions): Promise<ReadonlyArray<Row>>
     },
     {
       bench: "3 rebuild",
+      metric: "CPU per event",
+      value: `${cpu.toFixed(1)} us`,
+      baseline: `${scanCpu.toFixed(1)} us raw scan`,
+      ratio: `${(cpu / scanCpu).toFixed(2)}x`,
+      target: `<= ${(1e6 / TARGET_EVENTS_PER_SEC).toFixed(1)} us (1 core)`,
+      pass: cpu <= 1e6 / TARGET_EVENTS_PER_SEC
+    },
+    {
+      bench: "3 rebuild",
       metric: "peak RSS (maxRSS)",
       value: `${fmt(rss)} MB`,
       baseline: `${fmt(scanRss)} MB raw scan`,
@@ -103,3 +117,5 @@ export const runRebuild = async (o: RebuildOptions): Promise<ReadonlyArray<Row>>
     }
   ]
 }
+
+const cpuUs = (r: typeof ChildResult.Type): string => ((r.cpuSeconds * 1e6) / r.events).toFixed(1)

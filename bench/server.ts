@@ -23,7 +23,7 @@ import * as Admission from "../src/server/Admission.js"
 import * as ServerLog from "../src/server/ServerLog.js"
 import { SyncApi } from "../src/sync/Protocol.js"
 import { makeGenerator } from "./gen.js"
-import { fmt, makeTempDir, median, openBare, progress, removeDb, type Row } from "./lib.js"
+import { childNodeFlags, fmt, makeTempDir, median, openBare, progress, removeDb, type Row } from "./lib.js"
 
 /** Options of the server benchmark. */
 export interface ServerBenchOptions {
@@ -240,7 +240,19 @@ const startServer = (file: string) =>
     (resolve, reject) => {
       const child = spawn(
         process.execPath,
-        [BIN, "serve", "--port", "0", "--db", file, "--token", `${TOKEN}=bench`, "--rate-limit", "0"],
+        [
+          ...childNodeFlags,
+          BIN,
+          "serve",
+          "--port",
+          "0",
+          "--db",
+          file,
+          "--token",
+          `${TOKEN}=bench`,
+          "--rate-limit",
+          "0"
+        ],
         { stdio: ["ignore", "pipe", "inherit"] }
       )
       let out = ""

@@ -28,6 +28,7 @@ import * as SyncEngine from "../src/sync/SyncEngine.js"
 import { makeGenerator, makeInputs } from "./gen.js"
 import {
   BARE_TABLE,
+  childNodeFlags,
   fmt,
   makeTempDir,
   median,
@@ -306,7 +307,7 @@ interface ServeChild {
 const startServer = (db: string, tokens: ReadonlyArray<string>) =>
   new Promise<ServeChild>((resolve, reject) => {
     const args = ["serve", "--host", "127.0.0.1", "--port", "0", "--db", db, "--rate-limit", "0"]
-    const child = spawn(process.execPath, [BIN, ...args, ...tokens.flatMap((t) => ["--token", t])], {
+    const child = spawn(process.execPath, [...childNodeFlags, BIN, ...args, ...tokens.flatMap((t) => ["--token", t])], {
       stdio: ["ignore", "pipe", "inherit"]
     })
     const exited = new Promise<number | null>((done) => child.on("close", done))
