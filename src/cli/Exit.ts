@@ -1,7 +1,8 @@
 /**
  * How the CLI ends: one line on stderr naming what went wrong, and an exit code a script can branch on.
  *
- * 0 ok · 1 verification drift or failure · 2 bad input (usage, validation, unknown id, not a memsync database)
+ * 0 ok · 1 verification drift or failure · 2 bad input (usage, validation, unknown id, a --db that is not a usable
+ * memsync database: not one, damaged, a directory, in a missing directory)
  * 3 auth failed · 4 server unreachable / transient failure · 5 events dead-lettered
  */
 import { Schema } from "effect"
@@ -23,6 +24,8 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   MemoryNotFound: 2,
   DatabaseNotFound: 2,
   NotAMemsyncDatabase: 2,
+  InvalidDatabasePath: 2,
+  DatabaseCorrupt: 2,
   VerificationFailed: 1,
   StorageError: 1,
   AuthError: 3,

@@ -4,6 +4,7 @@
 import { Options } from "@effect/cli"
 import { Config, Console, Effect, Layer } from "effect"
 import { TAGS as INSPECT_ERRORS } from "../inspect/Errors.js"
+import { DatabaseCorrupt, isCorruption, StorageError } from "../store/Errors.js"
 import * as MemoryStore from "../store/MemoryStore.js"
 import { UsageError } from "./Exit.js"
 
@@ -34,7 +35,17 @@ export const withStore = <A, E, R>(
   file: string,
   options: { readonly create: boolean },
   effect: Effect.Effect<A, E, R>
-) => Effect.provide(effect, MemoryStore.layer({ filename: file, create: options.create }))
+) => corruptionAsBadInput(file, Effect.provide(effect, MemoryStore.layer({ filename: file, create: options.create })))
+
+/**
+ * SQLite finds a damaged page only when a command reads it, and reports it as a StorageError (exit 1, "failure").
+ * It is the file the user named that is bad: report it as DatabaseCorrupt (exit 2) naming the file. A write that
+ * meets it has rolled back, so nothing was written.
+ */
+export const corruptionAsBadInput = <A, E, R>(file: string, self: Effect.Effect<A, E, R>) =>
+  Effect.mapError(self, (e) =>
+    e instanceof StorageError && isCorruption(e.message) ? new DatabaseCorrupt({ path: file, reason: e.message }) : e
+  )
 
 /** The full stack layer for `file` (for commands that need more than the store). */
 export const storeLayer = (file: string, options: { readonly create: boolean }) =>
@@ -43,9 +54,12 @@ export const storeLayer = (file: string, options: { readonly create: boolean }) 
 /** Print `value` as JSON (one document) on stdout. */
 export const printJson = (value: unknown) => Console.log(JSON.stringify(value, null, 2))
 
-/** Print either JSON or text. */
-export const output = (asJson: boolean, value: unknown, text: () => string) =>
-  asJson ? printJson(value) : Console.log(text())
+/** Print either JSON or text. Empty text (no results) prints nothing, not an empty line. */
+export const output = (asJson: boolean, value: unknown, text: () => string) => {
+  if (asJson) return printJson(value)
+  const lines = text()
+  return lines === "" ? Effect.void : Console.log(lines)
+}
 
 export type { Layer }
 

@@ -6,14 +6,14 @@
 import { Args, Command, Options } from "@effect/cli"
 import { Effect, Option, Schema } from "effect"
 import { formatError } from "../domain/Events.js"
-import { CreateInput, Patch, type Memory } from "../domain/Memory.js"
+import { CreateInput, PatchInput, type Memory } from "../domain/Memory.js"
 import { ValidationError } from "../store/Errors.js"
 import { MemoryStore, type ListedMemory } from "../store/MemoryStore.js"
 import * as EventSource from "../inspect/EventSource.js"
 import * as LogStats from "../inspect/LogStats.js"
 import * as Replay from "../store/Replay.js"
 import { UsageError, VerificationFailed } from "./Exit.js"
-import { db, inspectErrorsAsUsage, json, output, quiet, space, withStore } from "./Shared.js"
+import { corruptionAsBadInput, db, inspectErrorsAsUsage, json, output, quiet, space, withStore } from "./Shared.js"
 import { progressOption, progressReporter } from "./Progress.js"
 
 const id = Args.text({ name: "id" }).pipe(Args.withDescription("the memory id"))
@@ -44,6 +44,7 @@ const add = Command.make(
   },
   (a) =>
     Effect.gen(function* () {
+      yield* refuseDroppedEmptyTag
       const input = yield* decode(CreateInput, {
         content: a.content,
         ...someOf("category", a.category),
@@ -79,7 +80,8 @@ const update = Command.make(
   },
   (a) =>
     Effect.gen(function* () {
-      const patch = yield* decode(Patch, {
+      yield* refuseDroppedEmptyTag
+      const patch = yield* decode(PatchInput, {
         ...someOf("content", a.content),
         ...someOf("category", a.category),
         ...(a.tags.length > 0 ? { tags: a.tags } : {}),
@@ -204,7 +206,8 @@ const stats = Command.make("stats", { space, db, json, quiet }, (a) =>
   Effect.gen(function* () {
     // Read through the inspection source, opened read-only: stats never migrates or writes the file it counts.
     const report = yield* LogStats.report(progressOption("stats", a.quiet)).pipe(
-      Effect.provide(EventSource.layer({ filename: a.db, space: Option.getOrUndefined(a.space) }))
+      Effect.provide(EventSource.layer({ filename: a.db, space: Option.getOrUndefined(a.space) })),
+      (counting) => corruptionAsBadInput(a.db, counting)
     )
     yield* output(a.json, report, () => LogStats.formatReport(report).join("\n"))
   }).pipe(inspectErrorsAsUsage)
@@ -220,6 +223,17 @@ export const dataCommands = [add, update, rm, get, list, search, history, verify
 
 const decode = <A, I>(schema: Schema.Schema<A, I>, input: unknown) =>
   Effect.mapError(Schema.decodeUnknown(schema)(input), (e) => new ValidationError({ message: formatError(e) }))
+
+/**
+ * @effect/cli drops an empty value of a repeated option before a command sees it (`--tag ""` reads as no `--tag`;
+ * `--tag " "` is trimmed to "" and kept), so an empty tag would vanish silently where a blank one is refused. The raw
+ * arguments still show it: refuse it with the message the schema gives a blank one.
+ */
+const refuseDroppedEmptyTag = Effect.suspend(() =>
+  process.argv.some((arg, i) => arg === "--tag" && process.argv[i + 1] === "")
+    ? new ValidationError({ message: "tags: tags and keywords must not be empty or blank" })
+    : Effect.void
+)
 
 const someOf = <K extends string, A>(key: K, value: Option.Option<A>): { [P in K]?: A } =>
   // A one-key object when the option is set, an empty one otherwise (exactOptionalPropertyTypes forbids `undefined`).

@@ -371,4 +371,86 @@ describe.concurrent("memsync data commands", () => {
       }),
     TIMEOUT
   )
+
+  it.live(
+    "list and search print nothing when nothing matches, page with --offset, and search FTS syntax as text",
+    () =>
+      Effect.gen(function* () {
+        const db = join(tempDir(), "m.db")
+        const target = yield* seed(db, (store) =>
+          Effect.gen(function* () {
+            yield* store.create({ content: "first, with no operators" })
+            const target = yield* store.create({ content: "an unbalanced note: near and or" })
+            yield* store.create({ content: "third, with no operators" })
+            return target
+          })
+        )
+        const runs = yield* Effect.all(
+          {
+            limit0: memsync(["list", "--limit", "0", "--db", db]),
+            limit0Json: memsync(["list", "--limit", "0", "--json", "--db", db]),
+            noHits: memsync(["search", "zebra", "--db", db]),
+            noHitsJson: memsync(["search", "zebra", "--json", "--db", db]),
+            all: memsync(["list", "--json", "--db", db]),
+            offset: memsync(["list", "--offset", "1", "--json", "--db", db]),
+            page: memsync(["list", "--offset", "1", "--limit", "1", "--db", db]),
+            pastEnd: memsync(["list", "--offset", "3", "--db", db]),
+            quote: memsync(["search", '"unbalanced', "--json", "--db", db]),
+            operators: memsync(["search", "AND OR", "--json", "--db", db]),
+            near: memsync(["search", "NEAR(", "--json", "--db", db]),
+            star: memsync(["search", "*", "--db", db]),
+            starJson: memsync(["search", "*", "--json", "--db", db])
+          },
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(ok(runs.limit0), "", "list --limit 0 prints nothing, not an empty line")
+        assert.strictEqual(ok(runs.limit0Json), "[]\n")
+        assert.strictEqual(ok(runs.noHits), "")
+        assert.strictEqual(ok(runs.noHitsJson), "[]\n")
+        assert.strictEqual(ok(runs.pastEnd), "")
+
+        const listed = (run: Run) => decodeJson(Schema.Array(Listed))(ok(run)).map((m) => m.id)
+        const all = listed(runs.all)
+        assert.strictEqual(all.length, 3)
+        assert.deepStrictEqual(listed(runs.offset), all.slice(1))
+        assert.match(ok(runs.page), new RegExp(`^${all[1]}  \\[general\\] [^\\n]+\\n$`))
+
+        // FTS5 syntax in the query is searched as text: no crash, exit 0, the literal words found.
+        const found = (run: Run) => decodeJson(Schema.Array(Hit))(ok(run)).map((h) => h.memory.id)
+        assert.deepStrictEqual(found(runs.quote), [target.id])
+        assert.deepStrictEqual(found(runs.operators), [target.id])
+        assert.deepStrictEqual(found(runs.near), [target.id])
+        assert.strictEqual(ok(runs.star), "", "a query with no word finds nothing")
+        assert.strictEqual(ok(runs.starJson), "[]\n")
+      }),
+    TIMEOUT
+  )
+
+  it.live(
+    "update de-duplicates repeated --tag values like add does",
+    () =>
+      Effect.gen(function* () {
+        const db = join(tempDir(), "m.db")
+        const added = decodeJson(Memory)(
+          ok(yield* memsync(["add", "tagged", "--tag", "a", "--tag", "a", "--json", "--db", db]))
+        )
+        assert.deepStrictEqual(added.tags, ["a"])
+        const updated = decodeJson(Memory)(
+          ok(yield* memsync(["update", added.id, "--tag", "b", "--tag", "b", "--tag", "a", "--json", "--db", db]))
+        )
+        assert.deepStrictEqual(updated.tags, ["b", "a"])
+        const events = decodeJson(Schema.Array(StoredEvent))(
+          ok(yield* memsync(["history", added.id, "--json", "--db", db]))
+        )
+        assert.deepStrictEqual(
+          events.map((e) => e.payload),
+          [
+            { ...added, tags: ["a"] },
+            { id: added.id, patch: { tags: ["b", "a"] }, updatedAt: updated.updatedAt }
+          ],
+          "the log holds the de-duplicated tags too"
+        )
+      }),
+    TIMEOUT
+  )
 })

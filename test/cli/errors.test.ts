@@ -109,7 +109,32 @@ describe.concurrent("memsync bad input", () => {
           [["add", "", "--db", fresh], /content must not be empty/],
           [["add", "a".repeat(MAX_CONTENT_BYTES + 1), "--db", fresh], /content must be at most 65536 bytes/],
           [["update", live, "--sensitive", "maybe", "--db", db], /true, false/],
-          [["update", live, "--db", db], /an update must change at least one field/]
+          [["update", live, "--db", db], /an update must change at least one field/],
+          [["update", live, "--importance", "2", "--db", db], /importance must be a number between 0 and 1/],
+          [["list", "--limit", "-1", "--db", db], /--limit and --offset must be >= 0/],
+          [["list", "--offset", "-1", "--db", db], /--limit and --offset must be >= 0/],
+          [["search", "live", "--limit", "-1", "--db", db], /--limit must be >= 0/]
+        ])
+      }),
+    TIMEOUT
+  )
+
+  it.live(
+    "an empty or blank tag is refused on add and update, however it is spelled",
+    () =>
+      Effect.gen(function* () {
+        const { dir, db, live } = yield* seeded()
+        const fresh = join(dir, "fresh.db")
+        // @effect/cli drops `--tag ""` and trims `--tag " "` to "": both must be refused, not stored as no tag.
+        const blank = /tags(\.\d+)?: tags and keywords must not be empty or blank/
+        yield* expectAll(dir, [
+          [["add", "x", "--tag", "", "--db", fresh], blank],
+          [["add", "x", "--tag", "ok", "--tag", "", "--db", fresh], blank],
+          [["add", "x", "--tag", " ", "--db", fresh], blank],
+          [["add", "x", "--tag", "\t", "--db", fresh], blank],
+          [["update", live, "--tag", "", "--db", db], blank],
+          [["update", live, "--content", "y", "--tag", "", "--db", db], blank],
+          [["update", live, "--tag", "ok", "--tag", " ", "--db", db], blank]
         ])
       }),
     TIMEOUT
@@ -165,6 +190,95 @@ describe.concurrent("memsync bad input", () => {
           [["add", "x", "--db", garbage], /garbage\.db is not a memsync database/],
           [["add", "x", "--db", foreign], /foreign\.db is not a memsync database: it holds tables that memsync did not/]
         ])
+      }),
+    TIMEOUT
+  )
+
+  it.live(
+    "a 0-byte --db is refused as empty by every command that reads one",
+    () =>
+      Effect.gen(function* () {
+        const dir = tempDir()
+        const empty = join(dir, "empty.db")
+        writeFileSync(empty, "")
+        const isEmpty = /empty\.db is not a memsync database: it is empty/
+        const id = "01900000-0000-7000-8000-000000000000"
+        yield* expectAll(dir, [
+          [["list", "--db", empty], isEmpty],
+          [["get", id, "--db", empty], isEmpty],
+          [["search", "x", "--db", empty], isEmpty],
+          [["history", id, "--db", empty], isEmpty],
+          [["update", id, "--content", "x", "--db", empty], isEmpty],
+          [["rm", id, "--db", empty], isEmpty],
+          [["verify", "--db", empty], isEmpty],
+          [["rebuild", "--db", empty], isEmpty],
+          [["stats", "--db", empty], isEmpty]
+        ])
+      }),
+    TIMEOUT
+  )
+
+  it.live(
+    "a damaged memsync database is bad input naming the file, and no command writes to it",
+    () =>
+      Effect.gen(function* () {
+        const { dir, db, live } = yield* seeded()
+        // Overwrite the pages of the memories and events tables, leaving the header and schema readable: SQLite
+        // finds the damage only when a command reads those pages.
+        // Writable on purpose: closing it removes the -wal/-shm files a read-only connection would leave behind.
+        const raw = new Sqlite(db)
+        const roots = raw
+          .prepare(`SELECT rootpage FROM sqlite_schema WHERE name IN ('memories', 'events')`)
+          .pluck()
+          .all()
+        const pageSize = Number(raw.pragma("page_size", { simple: true }))
+        raw.close()
+        const bytes = readFileSync(db)
+        for (const root of roots) {
+          const start = (Number(root) - 1) * pageSize
+          for (let i = 0; i < pageSize; i++) bytes[start + i] = (i * 7919) % 251
+        }
+        writeFileSync(db, bytes)
+        const damaged = /m\.db is damaged \(database disk image is malformed\); restore it from a backup/
+        yield* expectAll(dir, [
+          [["list", "--db", db], damaged],
+          [["get", live, "--db", db], damaged],
+          [["search", "live", "--db", db], damaged],
+          [["history", live, "--db", db], damaged],
+          [["add", "x", "--db", db], damaged],
+          [["update", live, "--content", "x", "--db", db], damaged],
+          [["rm", live, "--db", db], damaged],
+          [["verify", "--db", db], damaged],
+          [["rebuild", "--db", db], damaged]
+        ])
+        // stats reads through a read-only connection, which leaves -wal/-shm files behind even on a healthy
+        // database (a read-only connection cannot remove them): only the database file itself is compared.
+        const stats = yield* memsync(["stats", "--db", db])
+        assertBadInput("stats", stats, damaged)
+        assert.isTrue(readFileSync(db).equals(bytes), "stats changed the database file")
+      }),
+    TIMEOUT
+  )
+
+  it.live(
+    "a --db that is a directory, or in a directory that does not exist, says what to do and creates nothing",
+    () =>
+      Effect.gen(function* () {
+        const dir = tempDir()
+        const directory = /cannot use .* as a database: it is a directory; name a file instead \(e\.g\. .*memsync\.db\)/
+        const nested = join(dir, "no", "such", "m.db")
+        const missing = /cannot use .*m\.db as a database: the directory .*such does not exist; create it first/
+        yield* expectAll(dir, [
+          [["add", "x", "--db", dir], directory],
+          [["list", "--db", dir], directory],
+          [["update", "some-id", "--content", "x", "--db", dir], directory],
+          [["verify", "--db", dir], directory],
+          [["stats", "--db", dir], directory],
+          [["add", "x", "--db", nested], missing],
+          [["list", "--db", nested], missing],
+          [["stats", "--db", nested], missing]
+        ])
+        assert.deepStrictEqual(readdirSync(dir), [])
       }),
     TIMEOUT
   )
