@@ -142,8 +142,14 @@ export const make = Effect.gen(function* () {
       return value
     })
 
-  /** Append + outbox + view in one transaction, then tell watchers. */
-  const commit = (events: ReadonlyArray<Envelope>) => commitWith(Effect.succeed(events), Effect.void)
+  /** Append + outbox + view in one transaction, then tell watchers (`commitWith` without the checks: the create path). */
+  const commit = (events: ReadonlyArray<Envelope>) =>
+    sql.withTransaction(Effect.zipRight(log.appendLocal(events), view.apply(events))).pipe(
+      storageError,
+      Effect.tap((memoryIds) =>
+        PubSub.publish(changes, { source: "local", memoryIds, eventIds: events.map((e) => e.id) })
+      )
+    )
 
   const readState = (id: string) =>
     raw(() => {
