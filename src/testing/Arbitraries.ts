@@ -76,7 +76,7 @@ export const label: fc.Arbitrary<string> = fc.oneof(
   text({ minLength: 1, maxLength: 6 })
 )
 
-/** A list of tags or keywords (duplicates allowed: the schema allows them in events). */
+/** A list of tags or keywords as events may carry them (blank and duplicate ones allowed: event schemas accept them). */
 export const labels: fc.Arbitrary<ReadonlyArray<string>> = fc.array(label, { maxLength: 4 })
 
 /** Importance in [0, 1], never `-0`, with the bounds themselves likely. */
@@ -109,9 +109,15 @@ export const patch: fc.Arbitrary<Patch> = fc
   )
   .filter((p) => Object.keys(p).length > 0)
 
+/** Tags or keywords a writer may give: none blank (the write API refuses those); duplicates allowed (it drops them). */
+export const writableLabels: fc.Arbitrary<ReadonlyArray<string>> = fc.array(
+  label.filter((l) => l.trim().length > 0),
+  { maxLength: 4 }
+)
+
 /** A valid `create` input: content, and any subset of the optional fields. */
 export const createInput: fc.Arbitrary<CreateInput> = fc.record(
-  { content, category, tags: labels, keywords: labels, importance, sensitive: fc.boolean() },
+  { content, category, tags: writableLabels, keywords: writableLabels, importance, sensitive: fc.boolean() },
   { requiredKeys: ["content"] }
 )
 

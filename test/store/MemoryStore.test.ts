@@ -189,9 +189,7 @@ const fieldsMultiset = (ms: ReadonlyArray<Memory>): Array<string> =>
     .sort()
 
 /** A create input a writer may give (no blank label; duplicates kept: decoding drops them). */
-const writableInput = Arbitraries.createInput.filter((i) =>
-  [...(i.tags ?? []), ...(i.keywords ?? [])].every((l) => l.trim().length > 0)
-)
+const writableInput = Arbitraries.createInput
 const decodeInput = Schema.decodeSync(CreateInput)
 
 // Both ways write to one database shared by all runs (opening one per run would dominate the cost), and are
