@@ -188,8 +188,6 @@ const fieldsMultiset = (ms: ReadonlyArray<Memory>): Array<string> =>
     )
     .sort()
 
-/** A create input a writer may give (no blank label; duplicates kept: decoding drops them). */
-const writableInput = Arbitraries.createInput
 const decodeInput = Schema.decodeSync(CreateInput)
 
 // Both ways write to one database shared by all runs (opening one per run would dominate the cost), and are
@@ -197,7 +195,7 @@ const decodeInput = Schema.decodeSync(CreateInput)
 layer(fresh())("MemoryStore.createMany (one database for all runs)", (it) => {
   it.effect.prop(
     "gives the same view, events and outbox rows as one create per input",
-    [fc.array(writableInput, { maxLength: 12 })],
+    [fc.array(Arbitraries.createInput, { maxLength: 12 })],
     ([inputs]) =>
       Effect.gen(function* () {
         const store = yield* MemoryStore.MemoryStore
