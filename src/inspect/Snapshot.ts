@@ -124,6 +124,11 @@ const build = (source: EventSource, file: string, point: Point, options: Inspect
     const indexes = yield* output.raw((db) => {
       db.pragma("journal_mode = OFF")
       db.pragma("synchronous = OFF")
+      // 16 MiB of page cache instead of the 64 every connection gets: the cache is part of the peak RSS (bounded at
+      // 400 MB for a 1M-event replay), and it buys nothing here. The fold reads the events in memory-id order, all
+      // over a table far larger than any cache, and every other pass streams. (1M events, under tsx: 64 MiB peaked
+      // at 411 MB, 16 MiB at 339 MB; CPU per event ~30 us either way.)
+      db.pragma("cache_size = -16384")
       for (const [name] of FTS_TRIGGERS) db.exec(`DROP TRIGGER IF EXISTS ${name}`)
       return Replay.dropIndexes(db, ["events", "memories"])
     })
