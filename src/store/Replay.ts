@@ -82,8 +82,25 @@ export const rebuild = Effect.fn("Replay.rebuild")(function* (options: Options =
       return { events, memories }
     })
   })
-  return yield* database.transaction(body)
+  return yield* withSmallCache(database, database.transaction(body))
 })
+
+/**
+ * Run `effect` with 16 MiB of page cache on the connection, then restore its size. The cache is part of the peak RSS
+ * (bounded at 400 MB for a rebuild of 1M events), and a fold buys nothing from it: it reads the log in memory-id
+ * order, all over a table far larger than any cache. (1M events: peak RSS 303 -> 247 MB, CPU per event unchanged.)
+ */
+const withSmallCache = <A, E, R>(database: Database, effect: Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(
+    database.raw((db) => {
+      const size: unknown = db.pragma("cache_size", { simple: true })
+      db.pragma("cache_size = -16384")
+      return size
+    }),
+    () => effect,
+    (size) =>
+      Effect.ignore(database.raw((db) => (typeof size === "number" ? db.pragma(`cache_size = ${size}`) : undefined)))
+  )
 
 /** Compare the live view with a fold of the log; nothing is written to the database file. */
 export const verify = Effect.fn("Replay.verify")(function* (options: Options = {}) {
