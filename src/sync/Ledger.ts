@@ -21,7 +21,7 @@
 import { Clock, Context, Effect, Layer, Schema } from "effect"
 import * as Digest from "../domain/Digest.js"
 import type { Envelope } from "../domain/Events.js"
-import { canonicalJson, memoryIdOf } from "../domain/Events.js"
+import { canonicalJson, memoryIdOf, toJson } from "../domain/Events.js"
 import { Database } from "../store/Database.js"
 import { StorageError } from "../store/Errors.js"
 import { decodeRow, EventLog, EventRow, type StoredEvent } from "../store/EventLog.js"
@@ -60,8 +60,20 @@ export interface Counts {
 export interface Ledger {
   /** The oldest pending events, in local order. */
   readonly outboxBatch: (limit: number) => Effect.Effect<ReadonlyArray<StoredEvent>, StorageError>
-  /** Record per-event push results (acked → server seq, rejected → dead letter + re-fold), leaving the outbox. */
-  readonly recordPush: (results: ReadonlyArray<PushResult>, now: number) => Effect.Effect<PushOutcome, StorageError>
+  /**
+   * Record per-event push results (acked → server seq, rejected → dead letter + re-fold), leaving the outbox — unless
+   * `resetForEpoch` ran since `generation` was read (the answer may come from a log that was replaced): then nothing
+   * is recorded, the events stay queued, and the result is undefined.
+   */
+  readonly recordPush: (
+    results: ReadonlyArray<PushResult>,
+    now: number,
+    generation: number
+  ) => Effect.Effect<PushOutcome | undefined, StorageError>
+  /** How many times the bookkeeping was reset (`resetForEpoch`); read it before sending a push. */
+  readonly generation: Effect.Effect<number, StorageError>
+  /** The highest server seq recorded here (0: none). */
+  readonly recordedUpTo: Effect.Effect<number, StorageError>
   /** Apply a pulled page and advance the cursor; returns how many events were new here. */
   readonly applyPull: (events: ReadonlyArray<PulledEvent>, cursor: number) => Effect.Effect<number, StorageError>
   readonly cursor: Effect.Effect<number, StorageError>
@@ -107,6 +119,8 @@ export const make = Effect.gen(function* () {
       `INSERT INTO sync_state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`
     ),
     confirmed: db.prepare(`SELECT event_id FROM server_seqs WHERE seq <= ?`).pluck(),
+    recordedUpTo: db.prepare(`SELECT coalesce(max(seq), 0) FROM server_seqs`).pluck(),
+    knownAt: db.prepare(`SELECT count(*) FROM server_seqs WHERE event_id = ? AND seq = ?`).pluck(),
     pending: db.prepare(`SELECT count(*) FROM outbox`).pluck(),
     deadCount: db.prepare(`SELECT count(*) FROM dead_letters WHERE requeued_as IS NULL`).pluck(),
     // The common case, our own event served back, matches byte for byte (the server stores the payload text it got).
@@ -132,9 +146,12 @@ export const make = Effect.gen(function* () {
   const set = (key: string, value: string) => raw(() => void stmts.setKey.run(key, value))
   const cursor = Effect.map(get("cursor"), (v) => (v === undefined ? 0 : Number(v)))
 
-  const recordPush = (results: ReadonlyArray<PushResult>, now: number) =>
+  const generationNow = () => Number(stmts.getKey.get("generation") ?? 0)
+
+  const recordPush = (results: ReadonlyArray<PushResult>, now: number, generation: number) =>
     inTransaction(
       Effect.gen(function* () {
+        if ((yield* raw(generationNow)) !== generation) return undefined
         const rejected: Array<{ id: string; reason: string; message: string }> = []
         const touched = yield* raw(() => {
           const memories = new Set<string>()
@@ -170,9 +187,9 @@ export const make = Effect.gen(function* () {
       const touched = new Set<string>()
       for (const e of events) {
         if (addedIds.has(e.id)) continue
-        if (Number(stmts.identical.get(e.id, e.type, e.version, e.hlc, e.clientId, JSON.stringify(e.payload))) > 0) {
-          continue
-        }
+        // Already confirmed at this very seq (our own event served back, a page pulled again): nothing to compare.
+        if (Number(stmts.knownAt.get(e.id, e.seq)) > 0) continue
+        if (Number(stmts.identical.get(e.id, e.type, e.version, e.hlc, e.clientId, toJson(e.payload))) > 0) continue
         const row = stmts.held.get(e.id)
         if (row === undefined || sameBody(decodeHeld(row), e)) continue
         const message = `the server holds another event under this id (seq ${e.seq})`
@@ -231,6 +248,8 @@ export const make = Effect.gen(function* () {
     inTransaction(
       raw((db) => {
         db.exec(`DELETE FROM server_seqs`)
+        // A push answered before this reset must not be recorded after it (see `recordPush`).
+        stmts.setKey.run("generation", String(generationNow() + 1))
         // Conflicts were with the old server's log; the re-pull finds those the new one still has.
         db.exec(`DELETE FROM sync_state WHERE key GLOB '${CONFLICT_KEY}*'`)
         stmts.setKey.run("cursor", "0")
@@ -295,6 +314,8 @@ export const make = Effect.gen(function* () {
   return Ledger.of({
     outboxBatch: (limit) => raw(() => stmts.outbox.all(limit).map(decodeRow)),
     recordPush,
+    generation: raw(generationNow),
+    recordedUpTo: raw(() => Number(stmts.recordedUpTo.get())),
     applyPull,
     cursor,
     get,

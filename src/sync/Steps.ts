@@ -70,20 +70,13 @@ export const make = (deps: Deps) => {
       })
     )
 
-  /**
-   * Bumped by a resync just before it forgets the old server's bookkeeping. A push whose answer came from the server
-   * as it was before (the answer arrived, then a resync ran before it was recorded) must not record that answer: its
-   * seqs may name another log. Checked inside the recording transaction, so the two cannot interleave; a plain
-   * variable is enough, since an answer in flight does not outlive the process.
-   */
-  let generation = 0
-
   const push: Effect.Effect<PushCounts, SyncError | StorageError> = Effect.gen(function* () {
     let pushed = 0
     let rejected = 0
     let size = deps.batchSize
     while (true) {
-      const sentIn = generation
+      // Read before the batch: an answer to this push is recorded only if no resync reset the bookkeeping meanwhile.
+      const generation = yield* ledger.generation
       const batch = yield* ledger.outboxBatch(size)
       if (batch.length === 0) break
       const envelopes = batch.map(({ seq: _seq, ...e }) => e)
@@ -104,10 +97,7 @@ export const make = (deps: Deps) => {
       if (results.length === 0) {
         return yield* new ProtocolError({ message: "the server answered a push without a result for its events" })
       }
-      const now = yield* Clock.currentTimeMillis
-      const outcome = yield* deps.database.transaction(
-        Effect.suspend(() => (generation === sentIn ? ledger.recordPush(results, now) : Effect.succeed(undefined)))
-      )
+      const outcome = yield* ledger.recordPush(results, yield* Clock.currentTimeMillis, generation)
       // Stale: the events stay queued, and the resync that ran meanwhile pushes them to the server as it is now.
       if (outcome === undefined) break
       pushed += outcome.acked
@@ -139,15 +129,14 @@ export const make = (deps: Deps) => {
 
   /** Compare (head, digest, epoch) with the server; `agree` when they match what this replica holds. */
   const inAgreement = Effect.gen(function* () {
+    // A server seq recorded here beyond the server's head (a push it acknowledged, then lost with a restore, or an
+    // answer from a log that was since replaced) means the server lacks an event this replica thinks it holds. Read
+    // before asking for the head: a push recorded after the head was read may legitimately carry a seq above it.
+    const recordedUpTo = yield* ledger.recordedUpTo
     const head = yield* request((t) => transport.head(t))
     const epoch = yield* ledger.get("epoch")
     const cursor = yield* ledger.cursor
     const mine = yield* ledger.confirmed(head.head)
-    // A server seq recorded here beyond the server's head (a push it acknowledged, then lost with a restore, or an
-    // answer from a log that was since replaced) means the server lacks an event this replica thinks it holds.
-    const recordedUpTo = yield* deps.database.raw((db) =>
-      Number(db.prepare(`SELECT coalesce(max(seq), 0) FROM server_seqs`).pluck().get())
-    )
     // First contact (no epoch stored yet) is judged as if this replica had the server's epoch: it is adopted only
     // once the bookkeeping agrees with this server (it may come from pulls made before, from another server).
     const sameEpoch = (epoch ?? head.epoch) === head.epoch
@@ -201,7 +190,6 @@ export const make = (deps: Deps) => {
       }
       // Everything is queued again in the same transaction that forgets the old bookkeeping; the pull then takes off
       // the queue what the server already holds, and the push sends the rest.
-      generation++
       const requeued = yield* ledger.resetForEpoch(first.head.epoch)
       yield* pullUnlocked
       if (requeued > 0)

@@ -127,7 +127,8 @@ export const deadLetter = (filename: string, ids: ReadonlyArray<string>) =>
     const ledger = yield* Ledger.Ledger
     yield* ledger.recordPush(
       ids.map((id) => ({ status: "rejected" as const, id, reason: "invalid" as const, message: "planted by a test" })),
-      T0
+      T0,
+      yield* ledger.generation
     )
   }).pipe(Effect.provide(Ledger.layer.pipe(Layer.provideMerge(replica(filename)))))
 
@@ -137,7 +138,8 @@ export const confirm = (filename: string, acks: ReadonlyArray<{ readonly id: str
     const ledger = yield* Ledger.Ledger
     yield* ledger.recordPush(
       acks.map((a) => ({ status: "accepted" as const, id: a.id, seq: a.seq })),
-      T0
+      T0,
+      yield* ledger.generation
     )
   }).pipe(Effect.provide(Ledger.layer.pipe(Layer.provideMerge(replica(filename)))))
 
