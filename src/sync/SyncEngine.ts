@@ -2,7 +2,8 @@
  * The sync engine: background fibers that push the outbox, pull remote events and resync on drift, inside a scope.
  *
  * Invariants (DESIGN §5):
- * - Nothing is lost: an event leaves the outbox only in the transaction that records the server's answer for it.
+ * - Nothing is lost: an event leaves the outbox only in a transaction that records that the server holds it (the
+ *   answer to its push, or a pulled page that contains it).
  * - Transient failures retry on the backoff schedule (Policy.ts) and report `offline` with `nextRetryAt`.
  * - An auth failure parks every step (state `auth-failed`): no request is sent with the refused token again; one
  *   prober checks `/v1/auth-check` on the slow schedule; new credentials unpark at once. No token at all parks the
