@@ -6,7 +6,7 @@
  * behind the transaction.
  */
 import { SqlError } from "@effect/sql"
-import { Context, Effect, Layer, PubSub, type Queue, Schema, type Scope, Stream } from "effect"
+import { Context, Effect, FiberRef, Layer, PubSub, type Queue, Schema, type Scope, Stream } from "effect"
 import type { Envelope, MemoryEvent } from "../domain/Events.js"
 import { formatError, isKnown, memoryIdOf } from "../domain/Events.js"
 import { isVisible, toMemory } from "../domain/Fold.js"
@@ -98,6 +98,21 @@ export interface MemoryStore {
 /** The store tag. */
 export const MemoryStore = Context.GenericTag<MemoryStore>("memsync/MemoryStore")
 
+/**
+ * While set, every local commit made by this fiber (or a fiber it forks) adds its event ids here: how a caller learns
+ * exactly which events its own write made, among concurrent writers, without holding the database around the write.
+ */
+const committedIds = FiberRef.unsafeMake<Array<string> | undefined>(undefined)
+
+/** Run `write`; return its result and the ids of the events its local commits made, in commit order. */
+export const collectCommits = <A, E, R>(
+  write: Effect.Effect<A, E, R>
+): Effect.Effect<{ readonly value: A; readonly eventIds: ReadonlyArray<string> }, E, R> =>
+  Effect.suspend(() => {
+    const eventIds: Array<string> = []
+    return Effect.map(Effect.locally(write, committedIds, eventIds), (value) => ({ value, eventIds }))
+  })
+
 /** Build the store over the database, log, materializer, clock and id generator in context. */
 export const make = Effect.gen(function* () {
   const { sql, raw } = yield* Database.Database
@@ -138,7 +153,7 @@ export const make = Effect.gen(function* () {
           })
         )
         .pipe(storageError)
-      yield* PubSub.publish(changes, { source: "local", memoryIds, eventIds: events.map((e) => e.id) })
+      yield* announce(memoryIds, events)
       return value
     })
 
@@ -146,10 +161,17 @@ export const make = Effect.gen(function* () {
   const commit = (events: ReadonlyArray<Envelope>) =>
     sql.withTransaction(Effect.zipRight(log.appendLocal(events), view.apply(events))).pipe(
       storageError,
-      Effect.tap((memoryIds) =>
-        PubSub.publish(changes, { source: "local", memoryIds, eventIds: events.map((e) => e.id) })
-      )
+      Effect.tap((memoryIds) => announce(memoryIds, events))
     )
+
+  /** After a local commit: tell watchers, and the caller collecting its own commits (`collectCommits`), if any. */
+  const announce = (memoryIds: ReadonlyArray<string>, events: ReadonlyArray<Envelope>) =>
+    Effect.gen(function* () {
+      const eventIds = events.map((e) => e.id)
+      const sink = yield* FiberRef.get(committedIds)
+      if (sink !== undefined) sink.push(...eventIds)
+      yield* PubSub.publish(changes, { source: "local", memoryIds, eventIds })
+    })
 
   const readState = (id: string) =>
     raw(() => {

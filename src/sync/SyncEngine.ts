@@ -30,7 +30,7 @@ import {
 import { Database } from "../store/Database.js"
 import type { StorageError } from "../store/Errors.js"
 import { Materializer } from "../store/Materializer.js"
-import { MemoryStore } from "../store/MemoryStore.js"
+import { collectCommits, MemoryStore } from "../store/MemoryStore.js"
 import { AckTimeout, RejectedEvent, type SyncError } from "./Errors.js"
 import * as Ledger from "./Ledger.js"
 import * as Policy from "./Policy.js"
@@ -221,33 +221,34 @@ export const make = (config: Config) =>
       }
     })
 
-    const outboxUpTo = (db: import("better-sqlite3").Database) =>
-      Number(db.prepare(`SELECT coalesce(max(seq), 0) FROM events`).pluck().get())
-
     const pushSignal = yield* Queue.dropping<void>(1)
     const pullSignal = yield* Queue.dropping<void>(1)
     const resyncSignal = yield* Queue.dropping<void>(1)
 
     /**
-     * Remote mode runs the write in ONE transaction, so the seq range it spans holds exactly its own events: the
-     * replica has one connection and `BEGIN IMMEDIATE` holds the file's write lock, so no other writer (another fiber,
-     * another process, a pulled page) commits in between, and neither the wait nor the dead-letter check can pick up
-     * someone else's event. The write holds the database while it runs: keep it to store operations.
+     * Remote mode waits for the events the write itself committed (`collectCommits`: its fiber and the fibers it forks),
+     * so neither the wait nor the dead-letter check can pick up another writer's event, and the database is free while
+     * the write runs.
      */
     const confirm = <A, E, R>(write: Effect.Effect<A, E, R>) =>
       Effect.gen(function* () {
         if (mode !== "remote") return yield* write
-        const { a, before, upTo } = yield* database.transaction(
-          Effect.gen(function* () {
-            const before = yield* database.raw(outboxUpTo)
-            const a = yield* write
-            return { a, before, upTo: yield* database.raw(outboxUpTo) }
-          })
-        )
+        // The write's own events, whatever other writers commit meanwhile; the database is not held around the write.
+        const { value, eventIds } = yield* collectCommits(write)
+        if (eventIds.length === 0) return value
+        const ids = JSON.stringify(eventIds)
         const waiting = yield* PubSub.subscribe(progress)
         yield* Queue.offer(pushSignal, void 0)
         const pendingOf = database.raw((db) =>
-          Number(db.prepare(`SELECT count(*) FROM outbox WHERE seq > ? AND seq <= ?`).pluck().get(before, upTo))
+          Number(
+            db
+              .prepare(
+                `SELECT count(*) FROM outbox o JOIN events e ON e.seq = o.seq
+                 WHERE e.id IN (SELECT value FROM json_each(?))`
+              )
+              .pluck()
+              .get(ids)
+          )
         )
         const acked = Effect.gen(function* () {
           while ((yield* pendingOf) > 0) yield* Queue.take(waiting)
@@ -261,16 +262,16 @@ export const make = (config: Config) =>
         const dead = yield* database.raw((db) => {
           const row = db
             .prepare(
-              `SELECT d.event_id, d.reason, d.message FROM dead_letters d JOIN events e ON e.id = d.event_id
-               WHERE e.seq > ? AND e.seq <= ? LIMIT 1`
+              `SELECT event_id, reason, message FROM dead_letters
+               WHERE event_id IN (SELECT value FROM json_each(?)) LIMIT 1`
             )
-            .get(before, upTo)
+            .get(ids)
           return row === undefined ? undefined : decodeDeadRow(row)
         })
         if (dead !== undefined) {
           return yield* new RejectedEvent({ id: dead.event_id, reason: dead.reason, message: dead.message })
         }
-        return a
+        return value
       }).pipe(Effect.scoped)
 
     const engine = SyncEngine.of({
