@@ -33,6 +33,9 @@ export interface HlcState {
 const WALL_DIGITS = 15
 const COUNTER_DIGITS = 6
 const MAX_COUNTER = 10 ** COUNTER_DIGITS - 1
+
+/** Where the client id starts in an encoded stamp (`wall:counter:` comes first, fixed width). */
+export const CLIENT_OFFSET = WALL_DIGITS + 1 + COUNTER_DIGITS + 1
 const STAMP = /^(\d{15}):(\d{6}):([A-Za-z0-9_-]{1,64})$/
 
 /** An encoded stamp (validated shape). */

@@ -192,7 +192,8 @@ const replicaCounts = Effect.flatMap(EventSource, (source) =>
       // Like `list --include-deleted`: a tombstone for an id never created is not a deleted memory.
       deleted: count(`SELECT count(*) FROM memories WHERE created = 1 AND deleted = 1`),
       pendingOutbox: count(`SELECT count(*) FROM outbox`),
-      deadLetters: count(`SELECT count(*) FROM dead_letters`)
+      // Like `memsync status`: a dead letter that was requeued is no longer listed.
+      deadLetters: count(`SELECT count(*) FROM dead_letters WHERE requeued_as IS NULL`)
     }
   })
 )

@@ -11,6 +11,7 @@
 import type Sqlite from "better-sqlite3"
 import { Effect, Schema } from "effect"
 import { classify, type MemoryEvent } from "../domain/Events.js"
+import * as Hlc from "../domain/Hlc.js"
 import { absorb, fromEvent, REGISTERS, type MemoryState, type MutableState } from "../domain/Fold.js"
 import { Database } from "./Database.js"
 import { decodeRow } from "./EventLog.js"
@@ -279,14 +280,11 @@ const foldRow = (row: unknown): MemoryEvent | undefined => {
   ) {
     const c = classify({ id, type, version, payload: JSON.parse(payload), hlc, clientId })
     // A known event's stamp matched `Hlc.Stamp`, whose client id is everything after its second colon.
-    if (c._tag === "Known" && typeof seq === "number" && hlc.slice(STAMP_PREFIX) === clientId) return c.event
+    if (c._tag === "Known" && typeof seq === "number" && hlc.slice(Hlc.CLIENT_OFFSET) === clientId) return c.event
   }
   const c = classify(decodeRow({ seq, id, type, version, memory_id: memoryId, hlc, client_id: clientId, payload }))
   return c._tag === "Known" ? c.event : undefined
 }
-
-/** The length of `WWWWWWWWWWWWWWW:CCCCCC:` in a stamp. */
-const STAMP_PREFIX = 23
 
 /**
  * Drop the secondary indexes of `tables` (the ones with SQL: not the implicit UNIQUE/PRIMARY KEY ones) and return

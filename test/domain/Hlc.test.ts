@@ -40,8 +40,9 @@ describe("Hlc encoding", () => {
     assert.strictEqual(Hlc.encode({ wall: 42, counter: 7, clientId: "c1" }), "000000000000042:000007:c1")
   })
 
-  it.prop("decode(encode(h)) round trips", [hlcArb], ([h]) => {
+  it.prop("decode(encode(h)) round trips; the client id starts at CLIENT_OFFSET", [hlcArb], ([h]) => {
     assert.deepStrictEqual(Hlc.decode(Hlc.encode(h)), h)
+    assert.strictEqual(Hlc.encode(h).slice(Hlc.CLIENT_OFFSET), h.clientId)
   })
 
   it.prop(
