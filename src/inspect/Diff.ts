@@ -12,7 +12,8 @@
  * (read-only) connection and the two tables are merge-joined by id. Lists are capped at `limit`; counts are not.
  */
 import { Effect } from "effect"
-import { canonicalJson, classify, orderKey } from "../domain/Events.js"
+import { classify, orderKey } from "../domain/Events.js"
+import { canonicalJson } from "../domain/Json.js"
 import { REGISTERS, type MemoryState } from "../domain/Fold.js"
 import { rowToState } from "../store/Materializer.js"
 import { viewTableDdl } from "../store/Migrations.js"

@@ -11,7 +11,8 @@
  * the rest goes on. An id already held with a different body is reported too (a server would refuse it).
  */
 import { Clock, Effect, Predicate, Schema } from "effect"
-import { canonicalJson, classify, decodeEnvelope, formatError, isKnown, type Envelope } from "../domain/Events.js"
+import { classify, decodeEnvelope, formatError, isKnown, type Envelope } from "../domain/Events.js"
+import { canonicalJson } from "../domain/Json.js"
 import type { Service as ServerLogService } from "../server/ServerLog.js"
 import { Database } from "../store/Database.js"
 import { StorageError } from "../store/Errors.js"

@@ -6,7 +6,7 @@
  * Invariants:
  * - One value never affects another: each is admitted or rejected alone, so one bad event cannot block its batch.
  * - Checks run in a fixed order (envelope, nesting depth, size, payload, clock) so a value has exactly one reason.
- * - Nothing here recurses on the shape of a pushed value: a payload nested deeper than `Events.MAX_DEPTH` is refused
+ * - Nothing here recurses on the shape of a pushed value: a payload nested deeper than `Json.MAX_DEPTH` is refused
  *   before anything (JSON.stringify, schema error messages) walks it, so one hostile event cannot fail the batch.
  * - A (type, version) this build does not know is admitted when its envelope is valid (forward compatibility).
  * - `bodyHash` is the SHA-256 of the canonical JSON of the envelope fields only: key order and unknown extra fields
@@ -14,7 +14,8 @@
  */
 import { Either } from "effect"
 import { createHash } from "node:crypto"
-import { canonicalJson, classify, decodeEnvelope, depthProblem, memoryIdOf } from "../domain/Events.js"
+import { classify, decodeEnvelope, memoryIdOf } from "../domain/Events.js"
+import { canonicalJson, depthProblem } from "../domain/Json.js"
 import * as Hlc from "../domain/Hlc.js"
 import type { RejectReason } from "../sync/Protocol.js"
 

@@ -8,7 +8,8 @@
  * Callers run appends inside the same transaction as the materializer (see MemoryStore).
  */
 import { Context, Effect, Layer, Predicate, Schema } from "effect"
-import { decodeEnvelope, memoryIdOf, toJson, type Envelope } from "../domain/Events.js"
+import { decodeEnvelope, memoryIdOf, type Envelope } from "../domain/Events.js"
+import { toJson } from "../domain/Json.js"
 import { Database } from "./Database.js"
 import type { StorageError } from "./Errors.js"
 

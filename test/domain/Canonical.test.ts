@@ -6,6 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Either, FastCheck as fc, Schema } from "effect"
 import * as Events from "../../src/domain/Events.js"
 import * as Hlc from "../../src/domain/Hlc.js"
+import * as Json from "../../src/domain/Json.js"
 import * as Memory from "../../src/domain/Memory.js"
 
 /** The original definition, kept as the reference: recursive, so only for shallow values. */
@@ -48,29 +49,29 @@ const tricky = fc.letrec((tie) => ({
   )
 })).value
 
-describe("Events.canonicalJson", () => {
+describe("Json.canonicalJson", () => {
   it.prop("writes exactly what the recursive definition wrote, on JSON values", [fc.jsonValue()], ([v]) => {
-    assert.strictEqual(Events.canonicalJson(v), reference(v))
+    assert.strictEqual(Json.canonicalJson(v), reference(v))
   })
 
   it.prop(
     "and on values with integer-like, __proto__ and odd keys, undefined and non-finite numbers",
     [tricky],
     ([v]) => {
-      assert.strictEqual(Events.canonicalJson(v), reference(v) ?? "null")
+      assert.strictEqual(Json.canonicalJson(v), reference(v) ?? "null")
     }
   )
 
   it("keeps the engine's key order: integer-like keys first in numeric order, then the rest sorted", () => {
     const v = JSON.parse('{"b":1,"10":2,"a":3,"2":4,"01":5,"__proto__":6,"4294967295":7}') as unknown
-    assert.strictEqual(Events.canonicalJson(v), '{"2":4,"10":2,"01":5,"4294967295":7,"a":3,"b":1}')
-    assert.strictEqual(Events.canonicalJson(v), reference(v))
+    assert.strictEqual(Json.canonicalJson(v), '{"2":4,"10":2,"01":5,"4294967295":7,"a":3,"b":1}')
+    assert.strictEqual(Json.canonicalJson(v), reference(v))
   })
 
   it("writes values nested far beyond what recursion survives", () => {
     const n = 200_000
-    assert.strictEqual(Events.canonicalJson(deepArray(n)), "[".repeat(n) + "]".repeat(n))
-    const text = Events.canonicalJson(deepObject(n))
+    assert.strictEqual(Json.canonicalJson(deepArray(n)), "[".repeat(n) + "]".repeat(n))
+    const text = Json.canonicalJson(deepObject(n))
     assert.strictEqual(text.length, '{"1":true,"a":'.length * n + 1 + n)
     assert.isTrue(text.startsWith('{"1":true,"a":{"1":true,"a":'))
     assert.isTrue(text.endsWith('"a":1}' + "}".repeat(n - 1)))
@@ -78,39 +79,39 @@ describe("Events.canonicalJson", () => {
   })
 })
 
-describe("Events.toJson", () => {
+describe("Json.toJson", () => {
   it.prop("equals JSON.stringify on JSON values", [fc.jsonValue()], ([v]) => {
-    assert.strictEqual(Events.toJson(v), JSON.stringify(v))
+    assert.strictEqual(Json.toJson(v), JSON.stringify(v))
   })
 
   it("equals JSON.stringify past the depth where the native path stops", () => {
-    for (const v of [deepArray(Events.MAX_DEPTH + 1), deepObject(Events.MAX_DEPTH + 1, [1, undefined, "x"])]) {
-      assert.strictEqual(Events.toJson(v), JSON.stringify(v))
+    for (const v of [deepArray(Json.MAX_DEPTH + 1), deepObject(Json.MAX_DEPTH + 1, [1, undefined, "x"])]) {
+      assert.strictEqual(Json.toJson(v), JSON.stringify(v))
     }
     const n = 200_000
-    assert.strictEqual(Events.toJson(deepArray(n)), "[".repeat(n) + "]".repeat(n))
-    assert.deepStrictEqual(JSON.parse(Events.toJson(deepObject(3, { z: 1, y: [2] }))), deepObject(3, { z: 1, y: [2] }))
+    assert.strictEqual(Json.toJson(deepArray(n)), "[".repeat(n) + "]".repeat(n))
+    assert.deepStrictEqual(JSON.parse(Json.toJson(deepObject(3, { z: 1, y: [2] }))), deepObject(3, { z: 1, y: [2] }))
   })
 })
 
-describe("Events.withinDepth", () => {
+describe("Json.withinDepth", () => {
   it("counts nested arrays and objects; scalars have depth 0", () => {
-    assert.isTrue(Events.withinDepth("x", 0))
-    assert.isTrue(Events.withinDepth([], 1))
-    assert.isFalse(Events.withinDepth([], 0))
-    assert.isTrue(Events.withinDepth(deepArray(64), 64))
-    assert.isFalse(Events.withinDepth(deepArray(65), 64))
-    assert.isTrue(Events.withinDepth(deepObject(64), 64))
-    assert.isFalse(Events.withinDepth(deepObject(65), 64))
+    assert.isTrue(Json.withinDepth("x", 0))
+    assert.isTrue(Json.withinDepth([], 1))
+    assert.isFalse(Json.withinDepth([], 0))
+    assert.isTrue(Json.withinDepth(deepArray(64), 64))
+    assert.isFalse(Json.withinDepth(deepArray(65), 64))
+    assert.isTrue(Json.withinDepth(deepObject(64), 64))
+    assert.isFalse(Json.withinDepth(deepObject(65), 64))
     // The deep branch is not the first one.
-    assert.isFalse(Events.withinDepth({ a: 1, b: [[]], c: { d: deepArray(70) } }, 64))
-    assert.isFalse(Events.withinDepth(deepArray(1_000_000)))
+    assert.isFalse(Json.withinDepth({ a: 1, b: [[]], c: { d: deepArray(70) } }, 64))
+    assert.isFalse(Json.withinDepth(deepArray(1_000_000)))
   })
 
   it("terminates on a cycle (too deep), however wide", () => {
     const o: Record<string, unknown> = {}
     for (let i = 0; i < 50; i++) o[`k${i}`] = o
-    assert.isFalse(Events.withinDepth(o, 64))
+    assert.isFalse(Json.withinDepth(o, 64))
   })
 })
 

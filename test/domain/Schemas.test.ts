@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Either, FastCheck as fc, Option, Schema } from "effect"
 import * as Events from "../../src/domain/Events.js"
 import * as Hlc from "../../src/domain/Hlc.js"
+import * as Json from "../../src/domain/Json.js"
 import * as Memory from "../../src/domain/Memory.js"
 import * as Arbitraries from "../../src/testing/Arbitraries.js"
 
@@ -300,9 +301,9 @@ describe("Events helpers", () => {
 
   it("canonicalJson ignores key order but not values", () => {
     assert.strictEqual(
-      Events.canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: null } }),
-      Events.canonicalJson({ a: { c: null, d: [1, { y: 2, z: 1 }] }, b: 1 })
+      Json.canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: null } }),
+      Json.canonicalJson({ a: { c: null, d: [1, { y: 2, z: 1 }] }, b: 1 })
     )
-    assert.notStrictEqual(Events.canonicalJson({ a: [1, 2] }), Events.canonicalJson({ a: [2, 1] }))
+    assert.notStrictEqual(Json.canonicalJson({ a: [1, 2] }), Json.canonicalJson({ a: [2, 1] }))
   })
 })
