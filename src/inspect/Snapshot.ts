@@ -15,6 +15,7 @@ import { existsSync, linkSync, rmSync } from "node:fs"
 import { isVisible, toMemory } from "../domain/Fold.js"
 import * as Database from "../store/Database.js"
 import { StorageError } from "../store/Errors.js"
+import * as EventLog from "../store/EventLog.js"
 import { Materializer, rowToState } from "../store/Materializer.js"
 import { FTS_TRIGGERS, viewTableDdl } from "../store/Migrations.js"
 import type { ListedMemory } from "../store/MemoryStore.js"
@@ -195,7 +196,7 @@ const copy = (
   Effect.gen(function* () {
     const sql = source.attached(SOURCE_SCHEMA, filter)
     const { insert, last } = yield* output.raw((db) => ({
-      insert: db.prepare(`INSERT INTO events (${EVENT_COLUMNS}) SELECT ${EVENT_COLUMNS} FROM (${sql.events})`),
+      insert: db.prepare(`INSERT INTO events (${EventLog.COLUMNS}) SELECT ${EventLog.COLUMNS} FROM (${sql.events})`),
       last: db.prepare(`SELECT max(seq) FROM events`).pluck()
     }))
     let after = 0
@@ -225,8 +226,6 @@ const copy = (
   })
 
 const SOURCE_SCHEMA = "memsync_source"
-
-const EVENT_COLUMNS = "seq, id, type, version, memory_id, hlc, client_id, payload"
 
 const partition = <A>(xs: ReadonlyArray<A>, f: (a: A) => boolean): [Array<A>, Array<A>] => [
   xs.filter(f),

@@ -78,6 +78,9 @@ export const make = Effect.gen(function* () {
 /** The event log over the `Database` in context. */
 export const layer: Layer.Layer<EventLog, StorageError, Database> = Layer.effect(EventLog, make)
 
+/** The columns of an `events` row, in table order (for `SELECT`s read with `.raw()`, and for copies). */
+export const COLUMNS = "seq, id, type, version, memory_id, hlc, client_id, payload"
+
 /** The raw columns of an `events` row. */
 export const EventRow = Schema.Struct({
   seq: Schema.Number,

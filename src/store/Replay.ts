@@ -14,7 +14,7 @@ import { classify, type MemoryEvent } from "../domain/Events.js"
 import * as Hlc from "../domain/Hlc.js"
 import { absorb, fromEvent, REGISTERS, type MemoryState, type MutableState } from "../domain/Fold.js"
 import { Database } from "./Database.js"
-import { decodeRow } from "./EventLog.js"
+import * as EventLog from "./EventLog.js"
 import { COLUMNS, foldEnvelopes, Materializer, rowToState } from "./Materializer.js"
 import { FTS_TRIGGERS, viewTableDdl } from "./Migrations.js"
 
@@ -129,7 +129,7 @@ export const refold = Effect.fn("Replay.refold")(function* (memoryIds: ReadonlyA
     )
     return memoryIds.flatMap((id) => {
       drop.run(id)
-      return events.all(id).map(decodeRow)
+      return events.all(id).map(EventLog.decodeRow)
     })
   })
   yield* view.applyStates(foldEnvelopes(rows).values())
@@ -157,10 +157,10 @@ export const foldLogInto = (table: string, options: Options = {}) =>
     const { total, first, next } = yield* database.raw((db) => ({
       // Counted as folded: events without a memory id are read past (skipped) like unknown kinds in a page.
       total: Number(db.prepare(`SELECT count(*) FROM events WHERE ${notDead}`).pluck().get()),
-      first: db.prepare(`SELECT ${ROW_COLUMNS} FROM events WHERE ${live} ORDER BY memory_id, seq LIMIT ?`).raw(),
+      first: db.prepare(`SELECT ${EventLog.COLUMNS} FROM events WHERE ${live} ORDER BY memory_id, seq LIMIT ?`).raw(),
       next: db
         .prepare(
-          `SELECT ${ROW_COLUMNS} FROM events WHERE (memory_id, seq) > (?, ?) AND ${live}
+          `SELECT ${EventLog.COLUMNS} FROM events WHERE (memory_id, seq) > (?, ?) AND ${live}
            ORDER BY memory_id, seq LIMIT ?`
         )
         .raw()
@@ -257,10 +257,9 @@ export const fieldDiffs = (view: MemoryState, rebuilt: MemoryState): Array<Field
 }
 
 /** The columns `foldRow` reads, in its order (`memory_id` is the page cursor, with `seq`). */
-const ROW_COLUMNS = "seq, id, type, version, memory_id, hlc, client_id, payload"
 
 /**
- * The known event an `events` row holds (read with `.raw()` in `ROW_COLUMNS` order), or undefined for a kind this
+ * The known event an `events` row holds (read with `.raw()` in `EventLog.COLUMNS` order), or undefined for a kind this
  * build skips (unknown, or known but invalid). Throws on a corrupt row, as `EventLog.decodeRow` does.
  *
  * A known event needs no envelope check of its own: the event schemas (and their fast paths) check every envelope
@@ -282,7 +281,9 @@ const foldRow = (row: unknown): MemoryEvent | undefined => {
     // A known event's stamp matched `Hlc.Stamp`, whose client id is everything after its second colon.
     if (c._tag === "Known" && typeof seq === "number" && hlc.slice(Hlc.CLIENT_OFFSET) === clientId) return c.event
   }
-  const c = classify(decodeRow({ seq, id, type, version, memory_id: memoryId, hlc, client_id: clientId, payload }))
+  const c = classify(
+    EventLog.decodeRow({ seq, id, type, version, memory_id: memoryId, hlc, client_id: clientId, payload })
+  )
   return c._tag === "Known" ? c.event : undefined
 }
 
