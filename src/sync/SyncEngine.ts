@@ -100,19 +100,13 @@ export const make = (config: Config) =>
     const active = yield* Ref.make(0)
     const offline = yield* Ref.make(false)
 
-    // Id conflicts with the server (Ledger.ts) are a lasting condition, not a failed attempt: they stay in `lastError`
-    // whenever no other error is there, so a healthy-looking engine never hides a view that differs from the server's.
-    const conflicts = yield* Ref.make(0)
     const refreshCounts = Effect.flatMap(ledger.counts, (c) =>
-      Effect.zipRight(
-        Ref.set(conflicts, c.idConflicts),
-        SubscriptionRef.update(status, (s) => ({
-          ...s,
-          pending: c.pending,
-          deadLetters: c.deadLetters,
-          ...(s.lastError === undefined && c.idConflicts > 0 ? { lastError: conflictNote(c.idConflicts) } : {})
-        }))
-      )
+      SubscriptionRef.update(status, (s) => ({
+        ...s,
+        pending: c.pending,
+        deadLetters: c.deadLetters,
+        idConflicts: c.idConflicts
+      }))
     )
     /** Recompute `state` from what is going on. */
     const settle = Effect.gen(function* () {
@@ -168,10 +162,9 @@ export const make = (config: Config) =>
         if (exit._tag === "Right") {
           yield* Ref.set(offline, false)
           const done = yield* Effect.orElseSucceed(firstPullDone, () => false)
-          const conflicted = yield* Ref.get(conflicts)
           yield* SubscriptionRef.update(status, (s) => {
             const { lastError: _e, nextRetryAt: _n, ...rest } = s
-            return { ...rest, firstPullDone: done, ...(conflicted > 0 ? { lastError: conflictNote(conflicted) } : {}) }
+            return { ...rest, firstPullDone: done }
           })
           return
         }
@@ -367,11 +360,6 @@ export const layer = (config: Config) =>
 const decodeDeadRow = Schema.decodeUnknownSync(
   Schema.Struct({ event_id: Schema.String, reason: RejectReason, message: Schema.String })
 )
-
-/** The status note while the server holds other bodies under ids this replica holds. */
-const conflictNote = (n: number): string =>
-  `${n} id conflict${n === 1 ? "" : "s"} with the server: this replica's view differs from the server's ` +
-  `(see memsync status and docs/sync.md)`
 
 /** While parked, probe the refused token every `slowMs`; unpark when the server accepts it. */
 const prober = (

@@ -12,6 +12,8 @@ export const SyncStatus = Schema.Struct({
   state: SyncState,
   pending: Schema.Number,
   deadLetters: Schema.Number,
+  /** Ids under which the server holds another body than this replica: the views differ there (docs/sync.md). */
+  idConflicts: Schema.Number,
   lastPushAt: Schema.optional(Schema.Number),
   lastPullAt: Schema.optional(Schema.Number),
   lastError: Schema.optional(Schema.String),
@@ -21,7 +23,13 @@ export const SyncStatus = Schema.Struct({
 export type SyncStatus = typeof SyncStatus.Type
 
 /** The status before anything happened. */
-export const initial = (state: SyncState): SyncStatus => ({ state, pending: 0, deadLetters: 0, firstPullDone: false })
+export const initial = (state: SyncState): SyncStatus => ({
+  state,
+  pending: 0,
+  deadLetters: 0,
+  idConflicts: 0,
+  firstPullDone: false
+})
 
 /** What one `syncNow` did. */
 export interface SyncSummary {
