@@ -115,7 +115,7 @@ export const collectCommits = <A, E, R>(
 
 /** Build the store over the database, log, materializer, clock and id generator in context. */
 export const make = Effect.gen(function* () {
-  const { sql, raw } = yield* Database.Database
+  const { sql, raw, write } = yield* Database.Database
   const log = yield* EventLog.EventLog
   const view = yield* Materializer.Materializer
   const clock = yield* ReplicaClock.ReplicaClock
@@ -157,11 +157,18 @@ export const make = Effect.gen(function* () {
       return value
     })
 
-  /** Append + outbox + view in one transaction, then tell watchers (`commitWith` without the checks: the create path). */
+  /**
+   * Append + outbox + view in one transaction, then tell watchers (`commitWith` without the checks: the create path).
+   * One synchronous call under the lock: on this path the Effect machinery around each statement cost more than the
+   * SQLite work (bench/README.md).
+   */
   const commit = (events: ReadonlyArray<Envelope>) =>
-    sql.withTransaction(Effect.zipRight(log.appendLocal(events), view.apply(events))).pipe(
-      storageError,
-      Effect.tap((memoryIds) => announce(memoryIds, events))
+    Effect.tap(
+      write((db) => {
+        log.unsafeAppendLocal(events)
+        return view.unsafeApply(db, events)
+      }),
+      (memoryIds) => announce(memoryIds, events)
     )
 
   /** After a local commit: tell watchers, and the caller collecting its own commits (`collectCommits`), if any. */
