@@ -93,10 +93,18 @@ export const make = (config: Config): Effect.Effect<Database, OpenError, Scope.S
       spanAttributes: [["db.system.name", "sqlite"]]
     }).pipe(Effect.provide(Reactivity.layer))
 
+    // When the lock is free, take it without the asynchronous wait `withPermits` sets up every time (~3 µs of the ~7
+    // a `raw` call cost); when it is held, wait as before.
+    const locked = <A, E>(self: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      Effect.flatMap(
+        semaphore.withPermitsIfAvailable(1)(self),
+        Option.match({ onNone: () => semaphore.withPermits(1)(self), onSome: Effect.succeed })
+      )
+
     const raw = <A>(f: (db: Sqlite.Database) => A): Effect.Effect<A, StorageError> => {
       const run = Effect.try({ try: () => f(db), catch: (cause) => new StorageError({ message: messageOf(cause) }) })
       return Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (inTx) =>
-        Option.isSome(inTx) ? run : semaphore.withPermits(1)(run)
+        Option.isSome(inTx) ? run : locked(run)
       )
     }
 
