@@ -22,6 +22,8 @@ export interface StoredEvent extends Envelope {
 export interface EventLog {
   /** Append events written here: into `events` and `outbox`. Run inside a transaction. */
   readonly appendLocal: (events: ReadonlyArray<Envelope>) => Effect.Effect<void, StorageError>
+  /** `appendLocal` as a plain call (throws on failure), for a caller inside `Database.write` (holding the connection). */
+  readonly unsafeAppendLocal: (events: ReadonlyArray<Envelope>) => void
   /** Store events from elsewhere, skipping ids already held; returns the ones that were new. */
   readonly ingest: (events: ReadonlyArray<Envelope>) => Effect.Effect<ReadonlyArray<Envelope>, StorageError>
   /** Events with `seq > after`, oldest first, at most `limit`. */
@@ -52,13 +54,14 @@ export const make = Effect.gen(function* () {
     maxHlc: db.prepare(`SELECT max(hlc) FROM events`).pluck()
   }))
 
-  const appendLocal = (events: ReadonlyArray<Envelope>) =>
-    database.raw(() => {
-      for (const e of events) {
-        const { lastInsertRowid } = stmts.insert.run(...params(e))
-        stmts.outbox.run(lastInsertRowid)
-      }
-    })
+  const unsafeAppendLocal = (events: ReadonlyArray<Envelope>) => {
+    for (const e of events) {
+      const { lastInsertRowid } = stmts.insert.run(...params(e))
+      stmts.outbox.run(lastInsertRowid)
+    }
+  }
+
+  const appendLocal = (events: ReadonlyArray<Envelope>) => database.raw(() => unsafeAppendLocal(events))
 
   const ingest = (events: ReadonlyArray<Envelope>) =>
     database.raw(() => events.filter((e) => stmts.insertIgnore.run(...params(e)).changes > 0))
@@ -72,7 +75,7 @@ export const make = Effect.gen(function* () {
     return typeof v === "string" ? v : undefined
   })
 
-  return EventLog.of({ appendLocal, ingest, page, byMemory, maxHlc })
+  return EventLog.of({ appendLocal, unsafeAppendLocal, ingest, page, byMemory, maxHlc })
 })
 
 /** The event log over the `Database` in context. */

@@ -21,6 +21,12 @@ export interface Materializer {
     events: ReadonlyArray<Envelope>,
     table?: string
   ) => Effect.Effect<ReadonlyArray<string>, StorageError>
+  /**
+   * `apply` as a plain call (throws on failure) on the handle `Database.write` or `Database.raw` passes, so while the
+   * caller holds the connection: the interactive write path, where an Effect around each step costs about as much as
+   * the SQLite work.
+   */
+  readonly unsafeApply: (db: Sqlite.Database, events: ReadonlyArray<Envelope>, table?: string) => ReadonlyArray<string>
   /** Merge pre-folded states into the view. */
   readonly applyStates: (states: Iterable<MemoryState>, table?: string) => Effect.Effect<void, StorageError>
   /** Every row of a view table as fold states (tests, verify). */
@@ -70,41 +76,49 @@ export const make = Effect.gen(function* () {
     return l
   }
 
-  const applyStates = (states: Iterable<MemoryState>, table = "memories") =>
-    database.raw((db) => {
-      const all = Array.from(states)
-      // Only the main `memories` table carries the FTS triggers (a rebuild drops them while it runs); the order of
-      // a single row does not matter (the interactive path).
-      let rows = all
-      if (all.length > 1 && table === "memories") {
-        const l = lookupFor(db, table)
-        if (l.triggers.get() !== 0) rows = inRownumOrder(all, l.rownum)
-      }
-      // States that write neither `category` nor `createdAt` (updates without a category, deletes) go through an
-      // upsert whose SET clause leaves those columns out, so SQLite does not rewrite their index entries.
-      const narrow: Array<MemoryState> = []
-      const full: Array<MemoryState> = []
-      for (const s of rows) (s.category === undefined && s.createdAt === undefined ? narrow : full).push(s)
-      for (const [group, isNarrow] of [
-        [narrow, true],
-        [full, false]
-      ] as const) {
-        let i = 0
-        for (const size of CHUNKS) {
-          for (; group.length - i >= size; i += size) {
-            const params: Array<string | number | null> = []
-            for (let k = i; k < i + size; k++) pushStateRow(params, group[k]!)
-            upsertFor(db, table, size, isNarrow).run(params)
-          }
+  const writeStates = (db: Sqlite.Database, states: Iterable<MemoryState>, table: string) => {
+    const all = Array.from(states)
+    // Only the main `memories` table carries the FTS triggers (a rebuild drops them while it runs); the order of
+    // a single row does not matter (the interactive path).
+    let rows = all
+    if (all.length > 1 && table === "memories") {
+      const l = lookupFor(db, table)
+      if (l.triggers.get() !== 0) rows = inRownumOrder(all, l.rownum)
+    }
+    // States that write neither `category` nor `createdAt` (updates without a category, deletes) go through an
+    // upsert whose SET clause leaves those columns out, so SQLite does not rewrite their index entries.
+    const narrow: Array<MemoryState> = []
+    const full: Array<MemoryState> = []
+    for (const s of rows) (s.category === undefined && s.createdAt === undefined ? narrow : full).push(s)
+    for (const [group, isNarrow] of [
+      [narrow, true],
+      [full, false]
+    ] as const) {
+      let i = 0
+      for (const size of CHUNKS) {
+        for (; group.length - i >= size; i += size) {
+          const params: Array<string | number | null> = []
+          for (let k = i; k < i + size; k++) pushStateRow(params, group[k]!)
+          upsertFor(db, table, size, isNarrow).run(params)
         }
       }
-    })
+    }
+  }
+
+  const applyStates = (states: Iterable<MemoryState>, table = "memories") =>
+    database.raw((db) => writeStates(db, states, table))
 
   const apply = (events: ReadonlyArray<Envelope>, table = "memories") =>
     Effect.suspend(() => {
       const states = foldEnvelopes(events)
       return Effect.as(applyStates(states.values(), table), Array.from(states.keys()))
     })
+
+  const unsafeApply = (db: Sqlite.Database, events: ReadonlyArray<Envelope>, table = "memories") => {
+    const states = foldEnvelopes(events)
+    writeStates(db, states.values(), table)
+    return Array.from(states.keys())
+  }
 
   const readStates = (table = "memories") =>
     database.raw((db) => {
@@ -116,7 +130,7 @@ export const make = Effect.gen(function* () {
       return out
     })
 
-  return Materializer.of({ apply, applyStates, readStates })
+  return Materializer.of({ apply, unsafeApply, applyStates, readStates })
 })
 
 /** The materializer over the `Database` in context. */

@@ -6,7 +6,7 @@
  * behind the transaction.
  */
 import { SqlError } from "@effect/sql"
-import { Context, Effect, FiberRef, Layer, PubSub, type Queue, Schema, type Scope, Stream } from "effect"
+import { Context, Effect, Either, FiberRef, Layer, PubSub, type Queue, Schema, type Scope, Stream } from "effect"
 import type { Envelope, MemoryEvent } from "../domain/Events.js"
 import { formatError, isKnown, memoryIdOf } from "../domain/Events.js"
 import { isVisible, toMemory } from "../domain/Fold.js"
@@ -115,7 +115,7 @@ export const collectCommits = <A, E, R>(
 
 /** Build the store over the database, log, materializer, clock and id generator in context. */
 export const make = Effect.gen(function* () {
-  const { sql, raw } = yield* Database.Database
+  const { sql, raw, write } = yield* Database.Database
   const log = yield* EventLog.EventLog
   const view = yield* Materializer.Materializer
   const clock = yield* ReplicaClock.ReplicaClock
@@ -126,13 +126,16 @@ export const make = Effect.gen(function* () {
     row: db.prepare(`SELECT * FROM memories WHERE id = ?`)
   }))
 
+  // The small steps of the write path are plain combinators, not `Effect.gen`: a generator costs ~2 µs per call.
   const event = <E extends MemoryEvent>(type: E["type"], payload: E["payload"]) =>
-    Effect.gen(function* () {
-      const id = yield* ids.next
-      const hlc = yield* clock.stamp
-      const e: Envelope = { id, type, version: 1, payload, hlc, clientId: clock.clientId }
-      return e
-    })
+    Effect.zipWith(ids.next, clock.stamp, (id, hlc): Envelope => ({
+      id,
+      type,
+      version: 1,
+      payload,
+      hlc,
+      clientId: clock.clientId
+    }))
 
   /**
    * In one transaction: run `decide` (its checks read the state this write applies to; nothing can change it in
@@ -157,20 +160,26 @@ export const make = Effect.gen(function* () {
       return value
     })
 
-  /** Append + outbox + view in one transaction, then tell watchers (`commitWith` without the checks: the create path). */
+  /**
+   * Append + outbox + view in one transaction, then tell watchers (`commitWith` without the checks: the create path).
+   * One synchronous call under the lock: on this path the Effect machinery around each statement cost more than the
+   * SQLite work (bench/README.md).
+   */
   const commit = (events: ReadonlyArray<Envelope>) =>
-    sql.withTransaction(Effect.zipRight(log.appendLocal(events), view.apply(events))).pipe(
-      storageError,
-      Effect.tap((memoryIds) => announce(memoryIds, events))
+    Effect.tap(
+      write((db) => {
+        log.unsafeAppendLocal(events)
+        return view.unsafeApply(db, events)
+      }),
+      (memoryIds) => announce(memoryIds, events)
     )
 
   /** After a local commit: tell watchers, and the caller collecting its own commits (`collectCommits`), if any. */
   const announce = (memoryIds: ReadonlyArray<string>, events: ReadonlyArray<Envelope>) =>
-    Effect.gen(function* () {
+    Effect.flatMap(FiberRef.get(committedIds), (sink) => {
       const eventIds = events.map((e) => e.id)
-      const sink = yield* FiberRef.get(committedIds)
       if (sink !== undefined) sink.push(...eventIds)
-      yield* PubSub.publish(changes, { source: "local", memoryIds, eventIds })
+      return PubSub.publish(changes, { source: "local", memoryIds, eventIds })
     })
 
   const readState = (id: string) =>
@@ -188,37 +197,38 @@ export const make = Effect.gen(function* () {
     return memory
   })
 
-  const createEvents = (inputs: ReadonlyArray<CreateInput>) =>
-    Effect.forEach(inputs, (raw) =>
-      Effect.gen(function* () {
-        const input = yield* validate(CreateInput, raw)
-        const id = yield* ids.next
-        const now = yield* clock.now
-        const memory: Memory = { id, ...withDefaults(input), createdAt: now, updatedAt: now }
-        return [memory, yield* event("memory.created", memory)] as const
-      })
-    )
-
-  const createAll = (inputs: ReadonlyArray<CreateInput>) =>
+  /** A validated input's memory and its `memory.created` event (not yet committed). */
+  const created = (raw: CreateInput) =>
     Effect.gen(function* () {
-      const made = yield* createEvents(inputs)
-      if (made.length > 0) yield* commit(made.map(([, e]) => e))
-      return made.map(([m]) => m)
+      const input = yield* validateCreate(raw)
+      const id = yield* ids.next
+      const now = yield* clock.now
+      const memory: Memory = { id, ...withDefaults(input), createdAt: now, updatedAt: now }
+      return [memory, yield* event("memory.created", memory)] as const
     })
 
-  const createMany = Effect.fn("MemoryStore.createMany")(createAll)
-
-  // Not through `createMany`: a span costs ~13 µs (Effect.fn captures a stack trace per call), and `create` has its own.
-  const create = Effect.fn("MemoryStore.create")(function* (input: CreateInput) {
-    const [memory] = yield* createAll([input])
-    // createAll returns one memory per input.
-    return memory!
+  const createMany = Effect.fn("MemoryStore.createMany")(function* (inputs: ReadonlyArray<CreateInput>) {
+    const made = yield* Effect.forEach(inputs, created)
+    if (made.length > 0) yield* commit(made.map(([, e]) => e))
+    return made.map(([m]) => m)
   })
+
+  // `created` + `commit` without `createMany`'s forEach, arrays and nested generators (a few µs each). The memory is
+  // returned as made: nothing reads it back from the view. Spanned only under a real tracer (see `whenTraced`).
+  const create = (raw: CreateInput) =>
+    Effect.gen(function* () {
+      const input = yield* validateCreate(raw)
+      const id = yield* ids.next
+      const now = yield* clock.now
+      const memory: Memory = { id, ...withDefaults(input), createdAt: now, updatedAt: now }
+      yield* commit([yield* event("memory.created", memory)])
+      return memory
+    }).pipe(whenTraced("MemoryStore.create"))
 
   // update and remove check the id inside their write transaction: a delete committed between a check and the
   // write would otherwise leave an event written by a call that then fails.
   const update = Effect.fn("MemoryStore.update")(function* (id: string, rawPatch: Patch) {
-    const patch = yield* validate(PatchInput, rawPatch)
+    const patch = yield* validatePatch(rawPatch)
     const decide = Effect.gen(function* () {
       yield* get(id)
       const now = yield* clock.now
@@ -345,6 +355,18 @@ export const layerWithIds = (config: Config) => {
 /** The full local stack over a file (or `:memory:`), with production ids. */
 export const layer = (config: Config) => layerWithIds(config).pipe(Layer.provide(IdGen.layer))
 
+/**
+ * `Effect.withSpan(name)` when a tracer other than Effect's built-in one is installed (e.g. OpenTelemetry's). The
+ * built-in tracer exports nothing, yet a span cost ~10 µs per call, and `Effect.fn` ~15-20 µs (it also captures a
+ * stack trace): a tenth of the interactive create's whole latency, for a span nobody sees.
+ */
+const whenTraced =
+  (name: string) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.tracerWith((tracer) => (tracer === builtinTracer ? self : Effect.withSpan(self, name)))
+
+const builtinTracer = Effect.runSync(Effect.tracer)
+
 /** SQL failures become the store's StorageError; other failures pass through. */
 const storageError = <A, E, R>(
   self: Effect.Effect<A, E, R>
@@ -357,8 +379,19 @@ const storageError = <A, E, R>(
 const fromRows = <A>(rows: ReadonlyArray<unknown>, f: (row: unknown) => ReadonlyArray<A>) =>
   Effect.try({ try: () => rows.flatMap(f), catch: (e) => new StorageError({ message: Database.messageOf(e) }) })
 
-const validate = <A, I>(schema: Schema.Schema<A, I>, input: unknown) =>
-  Effect.mapError(Schema.decodeUnknown(schema)(input), (e) => new ValidationError({ message: formatError(e) }))
+/**
+ * A decoder of writers' input to ValidationError. Synchronous (an Either, which `yield*` runs as an Effect) and built
+ * once: an Effect-returning decoder made per call cost a few µs more on every write.
+ */
+const validator = <A, I>(schema: Schema.Schema<A, I>) => {
+  const decode = Schema.decodeUnknownEither(schema)
+  return (input: unknown): Either.Either<A, ValidationError> =>
+    Either.mapLeft(decode(input), (e) => new ValidationError({ message: formatError(e) }))
+}
+
+const validateCreate = validator(CreateInput)
+
+const validatePatch = validator(PatchInput)
 
 const RankOf = Schema.decodeUnknownSync(Schema.Struct({ rank: Schema.Number }))
 

@@ -108,6 +108,53 @@ describe("events are append-only", () => {
   )
 })
 
+describe("Database.write", () => {
+  const probes = Effect.flatMap(Database.Database, (db) =>
+    db.raw((h) => h.prepare(`SELECT key FROM memsync_meta WHERE key LIKE 'probe%' ORDER BY key`).pluck().all())
+  )
+  const insert = (h: Sqlite.Database, key: string) =>
+    h.prepare(`INSERT INTO memsync_meta (key, value) VALUES (?, 'x')`).run(key)
+
+  it.effect("commits what f wrote; a throw rolls all of it back and becomes a StorageError", () =>
+    Effect.gen(function* () {
+      const db = yield* Database.Database
+      assert.strictEqual(yield* db.write((h) => insert(h, "probe1").changes), 1)
+      const failed = yield* Effect.flip(
+        db.write((h) => {
+          insert(h, "probe2")
+          insert(h, "probe1")
+        })
+      )
+      assert.strictEqual(failed._tag, "StorageError")
+      assert.include(failed.message, "UNIQUE")
+      assert.deepStrictEqual(yield* probes, ["probe1"])
+      // The connection is usable and outside any transaction afterwards.
+      assert.isFalse(yield* db.raw((h) => h.inTransaction))
+    }).pipe(Effect.provide(Database.layerMemory))
+  )
+
+  it.effect("inside an open transaction it is a savepoint: its throw undoes only its own writes", () =>
+    Effect.gen(function* () {
+      const db = yield* Database.Database
+      const nested = yield* db.transaction(
+        Effect.gen(function* () {
+          yield* db.raw((h) => insert(h, "probe1"))
+          const inner = yield* Effect.flip(
+            db.write((h) => {
+              insert(h, "probe2")
+              throw new Error("boom")
+            })
+          )
+          yield* db.write((h) => insert(h, "probe3"))
+          return inner.message
+        })
+      )
+      assert.strictEqual(nested, "boom")
+      assert.deepStrictEqual(yield* probes, ["probe1", "probe3"])
+    }).pipe(Effect.provide(Database.layerMemory))
+  )
+})
+
 describe("opening a database", () => {
   it.scoped("a file that is not SQLite is refused with NotAMemsyncDatabase and left byte-for-byte alone", () =>
     Effect.gen(function* () {

@@ -3,7 +3,7 @@
  * concurrent delete, and the counts and pages readers see (`stats.deleted`, `list` with `offset`).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Either, Fiber, Layer, Option, Ref, TestClock } from "effect"
+import { Deferred, Effect, Either, Fiber, Layer, Option, Ref, TestClock, Tracer } from "effect"
 import type { Envelope } from "../../src/domain/Events.js"
 import * as Hlc from "../../src/domain/Hlc.js"
 import * as IdGenerator from "../../src/domain/IdGenerator.js"
@@ -226,6 +226,26 @@ describe("MemoryStore: what readers count and page through", () => {
       assert.deepStrictEqual(yield* page({ limit: 0 }), [])
       assert.deepStrictEqual(yield* page({ includeDeleted: true, limit: 2, offset: 1 }), [m3, m2])
       assert.deepStrictEqual(yield* page({ tag: "even", offset: 1 }), [m2, m0])
+    }).pipe(Effect.provide(fresh()))
+  )
+})
+
+describe("MemoryStore: tracing", () => {
+  it.effect("create is a span named MemoryStore.create under an installed tracer", () =>
+    Effect.gen(function* () {
+      const store = yield* MemoryStore.MemoryStore
+      const started: Array<string> = []
+      const tracer = Tracer.make({
+        span: (name, parent, context, links, startTime, kind) => {
+          started.push(name)
+          return Effect.runSync(
+            Effect.map(Effect.tracer, (builtin) => builtin.span(name, parent, context, links, startTime, kind))
+          )
+        },
+        context: (f) => f()
+      })
+      yield* store.create({ content: "traced" }).pipe(Effect.withTracer(tracer))
+      assert.deepStrictEqual(started, ["MemoryStore.create"])
     }).pipe(Effect.provide(fresh()))
   )
 })
