@@ -74,7 +74,12 @@ export interface Running {
 }
 
 /** Boot a replica from its file, connected to the network. */
-export const start = (spec: Spec, network: SimNetwork, clock: SimClock, parts: Parts = DEFAULT_PARTS) =>
+export const start = (
+  spec: Spec,
+  network: SimNetwork,
+  clock: SimClock,
+  parts: Parts = DEFAULT_PARTS
+): Effect.Effect<Running, unknown> =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
     const view = clock.viewWithSkew(() => spec.skew.value)
@@ -105,7 +110,7 @@ export const start = (spec: Spec, network: SimNetwork, clock: SimClock, parts: P
       materializer: Context.get(built, Materializer),
       changes,
       within
-    } satisfies Running
+    }
   })
 
 /**
