@@ -1,6 +1,11 @@
 #!/usr/bin/env node
-// The memsync CLI. Sources are TypeScript run through tsx, so a fresh clone works right after `npm install`.
-import { register } from "tsx/esm/api"
+// The memsync CLI: the bundled build when it is up to date, else the sources through tsx (see entry.js).
+import { fileURLToPath, pathToFileURL } from "node:url"
+import { pickEntry } from "./entry.js"
 
-register()
-await import("../src/cli/bin.ts")
+const entry = pickEntry(fileURLToPath(new URL("..", import.meta.url)))
+if (entry.kind === "sources") {
+  const { register } = await import("tsx/esm/api")
+  register()
+}
+await import(pathToFileURL(entry.path).href)

@@ -1,7 +1,8 @@
 /**
  * The data commands as a user runs them: `node bin/memsync.js ...` in a real process, one temp directory per test.
  * Text output is checked for what a reader needs; `--json` output is decoded with the domain schemas, so a change in
- * its shape fails here. Process start (tsx) costs about 2 s, so independent commands of a test run concurrently.
+ * its shape fails here. A process start costs 1-3 s (the bundle, or tsx after a source edit), so independent commands of a test
+ * run concurrently.
  */
 import { assert, describe, it } from "@effect/vitest"
 import Sqlite from "better-sqlite3"

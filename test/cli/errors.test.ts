@@ -1,7 +1,7 @@
 /**
  * Bad input, as a user meets it: every class exits 2, prints exactly one `memsync: ...` line on stderr and nothing on
  * stdout, and leaves the directory holding the database byte for byte as it was (no file created, none changed, no
- * -wal/-shm left behind). Each test owns a temp directory; its commands run concurrently (a process start costs ~2 s).
+ * -wal/-shm left behind). Each test owns a temp directory; its commands run concurrently (a process start costs ~1-3 s).
  */
 import { assert, describe, it } from "@effect/vitest"
 import Sqlite from "better-sqlite3"

@@ -10,6 +10,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { beforeAll } from "vitest"
+import { pickEntry } from "../../bin/entry.js"
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url))
 const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
@@ -27,6 +28,8 @@ beforeAll(() => {
   if (!existsSync(built) || statSync(built).mtimeMs < newest(join(ROOT, "src"))) {
     execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" })
   }
+  // The CLI bundle the launcher runs (`npm pack` builds it through `prepare`; here the dry run skips scripts).
+  if (pickEntry(ROOT).kind === "sources") execFileSync("npm", ["run", "bundle"], { cwd: ROOT, stdio: "ignore" })
 }, 180_000)
 
 describe("package entry points", () => {
@@ -35,6 +38,9 @@ describe("package entry points", () => {
       execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: ROOT, encoding: "utf8" })
     ) as ReadonlyArray<{ readonly files: ReadonlyArray<{ readonly path: string }> }>
     const files = new Set(packed[0]!.files.map((f) => f.path))
+    for (const file of ["bin/memsync.js", "bin/entry.js", "dist/cli.mjs"]) {
+      assert.isTrue(files.has(file), `${file} (the CLI) is not in the published files`)
+    }
     assert.deepStrictEqual(Object.keys(pkg.exports), [".", "./server", "./testing"])
     for (const target of Object.values(pkg.exports)) {
       for (const file of [target.default, target.types]) {

@@ -1,5 +1,5 @@
 /**
- * The inspection commands as a user runs them. A few real processes (`node bin/memsync.js ...`, ~2 s each) check
+ * The inspection commands as a user runs them. A few real processes (`node bin/memsync.js ...`, ~1-3 s each) check
  * exit codes and that stdout carries results only; in-process runs with stderr posing as a TTY check that progress
  * is drawn on stderr, never on stdout, and that `--quiet` silences it.
  */

@@ -1,5 +1,5 @@
 /**
- * Running the inspection commands in tests: as real processes (`node bin/memsync.js ...`, ~2 s each), with stdout read
+ * Running the inspection commands in tests: as real processes (`node bin/memsync.js ...`, ~1-3 s each), with stdout read
  * at full speed, slowly, or closed after the first chunk; and in this process with stderr posing as a TTY, to see the
  * progress line.
  */
