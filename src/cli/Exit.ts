@@ -42,10 +42,23 @@ export const exitCodeOf = (error: unknown): number => {
   return tag === undefined ? 1 : (EXIT_CODES[tag] ?? 1)
 }
 
+/**
+ * What to do next, appended to the message of a sync failure: the user's first question is whether the writes made
+ * here are safe (they are: they stay in the outbox until a push is acknowledged).
+ */
+export const HINTS: Readonly<Record<string, string>> = {
+  AuthError: "check --token or MEMSYNC_TOKEN; local writes stay pending",
+  TransientError: "local writes stay pending; run memsync sync again once the server is reachable",
+  ProtocolError: "is that URL a memsync server? local writes stay pending"
+}
+
 /** The one line printed for a failure value. */
 export const messageOf = (error: unknown): string => {
-  if (typeof error === "object" && error !== null && "message" in error && typeof error.message === "string") {
-    return error.message
-  }
-  return String(error)
+  const message =
+    typeof error === "object" && error !== null && "message" in error && typeof error.message === "string"
+      ? error.message
+      : String(error)
+  const tag = typeof error === "object" && error !== null && "_tag" in error ? String(error._tag) : ""
+  const hint = HINTS[tag]
+  return hint === undefined ? message : `${message} (${hint})`
 }

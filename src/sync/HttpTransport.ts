@@ -73,7 +73,14 @@ export const layer = (options: Options): Layer.Layer<Transport> =>
  * A non-2xx answer is a `StatusCode` ResponseError carrying its body text (see `failUnlessOk`).
  */
 export const observe = (e: unknown, now: number): Observed => {
-  if (e instanceof HttpClientError.RequestError) return { _tag: "Network", message: e.message }
+  if (e instanceof HttpClientError.RequestError) {
+    // The client's own message ("Transport error (GET url)") hides why; the cause says it (ECONNREFUSED, ENOTFOUND).
+    const why = causeMessage(e.cause)
+    return {
+      _tag: "Network",
+      message: `cannot reach the server: ${e.methodAndUrl}${why === undefined ? "" : `: ${why}`}`
+    }
+  }
   if (e instanceof HttpClientError.ResponseError) {
     const status = e.response.status
     // Decode / EmptyBody: a 2xx whose body is not what the protocol says.
@@ -93,6 +100,10 @@ export const observe = (e: unknown, now: number): Observed => {
   }
   return { _tag: "Undecodable", message: `unexpected failure: ${String(e)}` }
 }
+
+/** The message of a network failure's cause (one level: undici puts the socket error there), if it has one. */
+const causeMessage = (cause: unknown): string | undefined =>
+  cause instanceof Error && cause.message !== "" ? cause.message : undefined
 
 /** The most of a failure body kept for its message. */
 const MAX_BODY_CHARS = 4_096

@@ -129,8 +129,15 @@ describe("memsync sync against memsync serve (real processes, loopback HTTP)", (
         assert.match(refused.stderr, /^memsync: .*token/)
         assert.strictEqual(refused.stdout, "")
         assert.strictEqual(unreachable.code, 4, show(unreachable))
-        assert.match(unreachable.stderr, /^memsync: /)
+        // One line naming the server and why, and saying what became of the write.
+        assert.match(
+          unreachable.stderr,
+          new RegExp(
+            `^memsync: cannot reach the server: \\w+ http://127.0.0.1:${port}/.*ECONNREFUSED.*stay pending.*\\n$`
+          )
+        )
         assert.notInclude(unreachable.stderr, "token")
+        assert.match(refused.stderr, /local writes stay pending\)\n$/)
         const stats = yield* withReplica(db, (s) => s.stats)
         assert.strictEqual(stats.pendingOutbox, 1)
         // The right token against the live server: the same replica syncs, so the failures were about the credential

@@ -222,6 +222,11 @@ describe("HttpTransport against a real HTTP server", () => {
       const http = yield* transportAt(`http://127.0.0.1:${port}`)
       const e = yield* failureOf(http.pull("t", 0, 10))
       assert.isTrue(e._tag === "TransientError" && e.kind === "unreachable", JSON.stringify(e))
+      // The one line a user sees names the server and why (not just "Transport error").
+      assert.match(
+        e.message,
+        new RegExp(`^cannot reach the server: GET http://127.0.0.1:${port}/v1/pull.*ECONNREFUSED`)
+      )
     })
   )
 
