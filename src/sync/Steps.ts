@@ -7,18 +7,20 @@
  * Invariants (DESIGN §5):
  * - push drains the outbox oldest first, one batch at a time; a batch's results are recorded before the next is
  *   read, so a replica's events reach the server in the order they were written.
- * - pull applies each page together with its cursor in one transaction (Ledger.applyPull).
+ * - pull applies each page together with its cursor in one transaction (Ledger.applyPull), in order; the request for
+ *   the next page may be in flight meanwhile, but is only used once the cursor is where it asked from.
  * - resync: on a changed epoch, a server log shorter than the pull cursor (a restored backup), or a digest mismatch,
  *   re-pull from 0, re-push what the server lacks, rebuild the view and compare again. The comparison is made right
  *   after catching up; a server that moved on since the pull is caught up with again before anything is concluded.
  */
-import { Clock, Effect, Option, SubscriptionRef } from "effect"
+import { Clock, Effect, Fiber, Option, SubscriptionRef } from "effect"
 import { Database } from "../store/Database.js"
 import type { StorageError } from "../store/Errors.js"
 import { Materializer } from "../store/Materializer.js"
 import * as Replay from "../store/Replay.js"
 import { AuthError, ProtocolError, type SyncError } from "./Errors.js"
 import type { Ledger } from "./Ledger.js"
+import type { PullResponse } from "./Protocol.js"
 import type { Transport } from "./Transport.js"
 
 /** What the steps need. */
@@ -108,22 +110,48 @@ export const make = (deps: Deps) => {
     return { pushed, rejected }
   })
 
-  const pullUnlocked: Effect.Effect<PullCounts, SyncError | StorageError> = Effect.gen(function* () {
-    let pulled = 0
-    while (true) {
-      const after = yield* ledger.cursor
-      const page = yield* request((t) => transport.pull(t, after, deps.pageSize))
-      if (page.head < after) return { pulled, behind: true }
-      if (page.events.length === 0) break
-      const last = page.events[page.events.length - 1]!.seq
-      pulled += yield* ledger.applyPull(page.events, last)
-      yield* deps.onProgress("pull")
-      if (!page.hasMore) break
-    }
-    yield* ledger.set("first_pull_done", "1")
-    yield* ledger.set("last_pull_at", String(yield* Clock.currentTimeMillis))
-    return { pulled, behind: false }
-  })
+  const pullPage = (after: number) => request((t) => transport.pull(t, after, deps.pageSize))
+
+  /**
+   * Drain the pages after the cursor. While page N is applied (synchronous SQLite work that blocks the event loop),
+   * the request for page N+1 is already in flight, so the server's work on it overlaps ours. The prefetch lives in
+   * the drain's scope: a failed apply, an early end or an interruption interrupts it before the drain returns.
+   */
+  const pullUnlocked: Effect.Effect<PullCounts, SyncError | StorageError> = Effect.scoped(
+    Effect.gen(function* () {
+      let pulled = 0
+      let prefetch: { readonly after: number; readonly fiber: Fiber.Fiber<PullResponse, SyncError> } | undefined
+      while (true) {
+        const after = yield* ledger.cursor
+        const ahead = prefetch
+        prefetch = undefined
+        // The prefetch asked for the page after the cursor the last apply set; anything else (nothing else moves the
+        // cursor while the pull lock is held) is dropped and asked for again.
+        const page =
+          ahead === undefined
+            ? yield* pullPage(after)
+            : ahead.after === after
+              ? yield* Fiber.join(ahead.fiber)
+              : yield* Effect.zipRight(Fiber.interrupt(ahead.fiber), pullPage(after))
+        if (page.head < after) return { pulled, behind: true }
+        if (page.events.length === 0) break
+        const last = page.events[page.events.length - 1]!.seq
+        if (page.hasMore) {
+          prefetch = { after: last, fiber: yield* Effect.forkScoped(pullPage(last)) }
+          // Let the request reach the socket before the apply below holds the event loop. Measured: a microtask
+          // yield or a setImmediate leaves it unsent (no overlap); a zero-delay timer sends it (under the TestClock
+          // it returns at once).
+          yield* Effect.sleep(0)
+        }
+        pulled += yield* ledger.applyPull(page.events, last)
+        yield* deps.onProgress("pull")
+        if (!page.hasMore) break
+      }
+      yield* ledger.set("first_pull_done", "1")
+      yield* ledger.set("last_pull_at", String(yield* Clock.currentTimeMillis))
+      return { pulled, behind: false }
+    })
+  )
 
   const pull = deps.pullLock.withPermits(1)(pullUnlocked)
 

@@ -140,7 +140,9 @@ export const make = (config: Config) =>
       requestLock: yield* Effect.makeSemaphore(1),
       pullLock: yield* Effect.makeSemaphore(1),
       batchSize: config.batchSize ?? 500,
-      pageSize: config.pageSize ?? 1_000,
+      // 10,000 (the server's cap) over 1,000: each page is one transaction whose commit costs WAL I/O; measured catch-up
+      // of 50k events from a local server: ~6.6k ev/s at 1,000, ~9.2k at 5,000, ~11.8k at 10,000 (bench/README §6).
+      pageSize: config.pageSize ?? 10_000,
       onProgress
     })
 

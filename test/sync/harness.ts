@@ -24,6 +24,8 @@ export interface ReplicaOptions {
   readonly clientId?: string
   readonly engine?: SyncEngine.Config
   readonly tokens?: Record<string, string>
+  /** Wrap the memory transport (under the call counting), e.g. to hold or fault particular requests. */
+  readonly wrap?: (inner: Transport, controls: MemoryTransport.Controls) => Transport
 }
 
 /**
@@ -40,7 +42,7 @@ export const makeReplica = (server: ServerLog.Service, options: ReplicaOptions =
     const started = yield* Ref.make(0)
     const transport = Layer.effectContext(
       Effect.map(MemoryTransport.make(server, options.tokens ?? { [TOKEN]: SPACE }), ({ controls, transport }) =>
-        Context.make(Transport, counting(transport, started)).pipe(
+        Context.make(Transport, counting(options.wrap?.(transport, controls) ?? transport, started)).pipe(
           Context.add(MemoryTransport.MemoryTransportControls, controls)
         )
       )

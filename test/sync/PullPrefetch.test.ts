@@ -1,0 +1,161 @@
+/**
+ * The pull drain asks for page N+1 while it applies page N (Steps.pullUnlocked). These tests hit that prefetched
+ * request with a fault, fail the apply under it, and interrupt the drain while it waits on it: the error stays the
+ * typed one it was, nothing is applied twice, the cursor is the last applied page's, no request is left running, and
+ * a later sync completes. The live clock: the drain lets the prefetch start with a real zero-delay sleep (under the
+ * TestClock that sleep returns at once, and the prefetch would only start once the apply is over).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber } from "effect"
+import type { Controls } from "../../src/testing/MemoryTransport.js"
+import type { Transport } from "../../src/sync/Transport.js"
+import { makeReplica, makeServer, SPACE } from "./harness.js"
+
+const EVENTS = 25
+const PAGE = 5
+
+/** Pull requests as the engine makes them: `after` of each, how many are running, which were interrupted. */
+const makeProbe = (before: (after: number, controls: Controls) => Effect.Effect<void>) => {
+  const state = { asked: [] as Array<number>, running: 0, interrupted: [] as Array<number> }
+  const wrap = (inner: Transport, controls: Controls): Transport => ({
+    ...inner,
+    pull: (token, after, limit) =>
+      Effect.suspend(() => {
+        state.asked.push(after)
+        state.running++
+        return Effect.zipRight(before(after, controls), inner.pull(token, after, limit)).pipe(
+          Effect.onInterrupt(() => Effect.sync(() => state.interrupted.push(after))),
+          Effect.ensuring(Effect.sync(() => state.running--))
+        )
+      })
+  })
+  return { state, wrap }
+}
+
+/** A server holding EVENTS events (pushed by another replica), and the ids in server order. */
+const seededServer = Effect.gen(function* () {
+  const server = yield* makeServer()
+  const a = yield* makeReplica(server, { clientId: "a", engine: { background: false } })
+  for (let i = 0; i < EVENTS; i++) yield* a.store.create({ content: `memory ${i}` })
+  yield* a.engine.syncNow
+  const ids = (yield* server.pull(SPACE, 0, 1_000)).events.map((e) => e.id)
+  assert.strictEqual(ids.length, EVENTS)
+  return { server, ids }
+})
+
+/** Wait (real time) until `cond` holds. */
+const until = <E>(cond: Effect.Effect<boolean, E>) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 2_000; i++) {
+      if (yield* cond) return
+      yield* Effect.sleep(1)
+    }
+    assert.fail("condition never held")
+  })
+
+type Replica = Effect.Effect.Success<ReturnType<typeof makeReplica>>
+
+/** Events held, distinct ids among them, and the pull cursor. */
+const holding = (r: Replica) =>
+  Effect.gen(function* () {
+    const { n, ids } = yield* r.database.raw(
+      (db) => db.prepare("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM events").get() as never
+    )
+    return { n, distinct: ids, cursor: yield* r.engine.ledger.cursor }
+  })
+
+describe("pull prefetch", () => {
+  it.scopedLive(
+    "a fault on the prefetched request: the same typed error, pages applied once, a later sync completes",
+    () =>
+      Effect.gen(function* () {
+        const { server } = yield* seededServer
+        let faulted = false
+        const probe = makeProbe((after, controls) => {
+          if (after !== 2 * PAGE || faulted) return Effect.void
+          faulted = true
+          return controls.failNext(1, "timeout")
+        })
+        const b = yield* makeReplica(server, {
+          clientId: "b",
+          engine: { background: false, pageSize: PAGE },
+          wrap: probe.wrap
+        })
+        const error = yield* Effect.flip(b.engine.syncNow)
+        assert.isTrue(error._tag === "TransientError" && error.kind === "timeout", JSON.stringify(error))
+        // Pages 1 and 2 applied; the request for page 3 (sent while page 2 was applied) failed.
+        assert.deepStrictEqual(probe.state.asked, [0, PAGE, 2 * PAGE])
+        assert.deepStrictEqual(yield* holding(b), { n: 2 * PAGE, distinct: 2 * PAGE, cursor: 2 * PAGE })
+        assert.strictEqual(probe.state.running, 0)
+
+        const summary = yield* b.engine.syncNow
+        assert.strictEqual(summary.pulled, EVENTS - 2 * PAGE)
+        assert.deepStrictEqual(probe.state.asked.slice(3, 6), [2 * PAGE, 3 * PAGE, 4 * PAGE])
+        assert.deepStrictEqual(yield* holding(b), { n: EVENTS, distinct: EVENTS, cursor: EVENTS })
+        assert.strictEqual(probe.state.running, 0)
+        assert.deepStrictEqual(probe.state.interrupted, [])
+      })
+  )
+
+  it.scopedLive("a failing apply interrupts the prefetched request; nothing of the failed page is kept", () =>
+    Effect.gen(function* () {
+      const { server, ids } = yield* seededServer
+      let hold = true
+      // The request for page 3 never answers while `hold` is on: only an interruption ends it.
+      const probe = makeProbe((after) => (hold && after === 2 * PAGE ? Effect.never : Effect.void))
+      const b = yield* makeReplica(server, {
+        clientId: "b",
+        engine: { background: false, pageSize: PAGE },
+        wrap: probe.wrap
+      })
+      // Page 2's apply fails on its third event.
+      yield* b.database.raw((db) =>
+        db.exec(
+          `CREATE TRIGGER fail_apply BEFORE INSERT ON events WHEN NEW.id = '${ids[PAGE + 2]}'
+           BEGIN SELECT RAISE(ABORT, 'injected'); END`
+        )
+      )
+      const error = yield* Effect.flip(b.engine.syncNow)
+      assert.strictEqual(error._tag, "StorageError")
+      assert.deepStrictEqual(probe.state.asked, [0, PAGE, 2 * PAGE])
+      assert.deepStrictEqual(probe.state.interrupted, [2 * PAGE])
+      assert.strictEqual(probe.state.running, 0)
+      assert.deepStrictEqual(yield* holding(b), { n: PAGE, distinct: PAGE, cursor: PAGE })
+
+      hold = false
+      yield* b.database.raw((db) => db.exec("DROP TRIGGER fail_apply"))
+      const summary = yield* b.engine.syncNow
+      assert.strictEqual(summary.pulled, EVENTS - PAGE)
+      assert.deepStrictEqual(yield* holding(b), { n: EVENTS, distinct: EVENTS, cursor: EVENTS })
+      assert.strictEqual(probe.state.running, 0)
+    })
+  )
+
+  it.scopedLive("interrupting a drain that waits on the prefetched request leaves no request running", () =>
+    Effect.gen(function* () {
+      const { server } = yield* seededServer
+      let hold = true
+      const probe = makeProbe((after) => (hold && after === PAGE ? Effect.never : Effect.void))
+      const b = yield* makeReplica(server, {
+        clientId: "b",
+        engine: { background: false, pageSize: PAGE },
+        wrap: probe.wrap
+      })
+      const sync = yield* Effect.fork(b.engine.syncNow)
+      // Page 1 applied, and the drain waits on the request for page 2.
+      yield* until(Effect.map(holding(b), (h) => h.cursor === PAGE && probe.state.running === 1))
+      assert.deepStrictEqual(probe.state.asked, [0, PAGE])
+      assert.strictEqual(probe.state.running, 1)
+      assert.deepStrictEqual(yield* holding(b), { n: PAGE, distinct: PAGE, cursor: PAGE })
+
+      yield* Fiber.interrupt(sync)
+      assert.deepStrictEqual(probe.state.interrupted, [PAGE])
+      assert.strictEqual(probe.state.running, 0)
+
+      hold = false
+      const summary = yield* b.engine.syncNow
+      assert.strictEqual(summary.pulled, EVENTS - PAGE)
+      assert.deepStrictEqual(yield* holding(b), { n: EVENTS, distinct: EVENTS, cursor: EVENTS })
+    })
+  )
+})
