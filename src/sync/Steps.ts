@@ -52,6 +52,9 @@ export interface PullCounts {
   readonly behind: boolean
 }
 
+/** The smallest page a pull shrinks to after timeouts (see `pullPage`). */
+export const MIN_PULL_PAGE = 100
+
 /** Make the steps over their dependencies. */
 export const make = (deps: Deps) => {
   const { transport, ledger, credentials, refused } = deps
@@ -110,7 +113,24 @@ export const make = (deps: Deps) => {
     return { pushed, rejected }
   })
 
-  const pullPage = (after: number) => request((t) => transport.pull(t, after, deps.pageSize))
+  /**
+   * Events asked for per pull. A pull that timed out halves it (not below `MIN_PULL_PAGE`) for the rest of the
+   * engine's life: a full page of 10,000 events is ~5 MB, and on a link too slow to carry that within the request
+   * timeout every full page would time out and the replica would never catch up. (Push does the same on a 413.)
+   */
+  let pageLimit = deps.pageSize
+  const pullPage = (after: number) => {
+    const limit = pageLimit
+    return request((t) => transport.pull(t, after, limit)).pipe(
+      Effect.tapError((e) =>
+        Effect.sync(() => {
+          if (e._tag === "TransientError" && e.kind === "timeout") {
+            pageLimit = Math.min(pageLimit, Math.max(Math.min(MIN_PULL_PAGE, deps.pageSize), Math.floor(limit / 2)))
+          }
+        })
+      )
+    )
+  }
 
   /**
    * Drain the pages after the cursor. While page N is applied (synchronous SQLite work that blocks the event loop),

@@ -9,6 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import type { Controls } from "../../src/testing/MemoryTransport.js"
 import type { Transport } from "../../src/sync/Transport.js"
+import { MIN_PULL_PAGE } from "../../src/sync/Steps.js"
 import { makeReplica, makeServer, SPACE } from "./harness.js"
 
 const EVENTS = 25
@@ -16,12 +17,18 @@ const PAGE = 5
 
 /** Pull requests as the engine makes them: `after` of each, how many are running, which were interrupted. */
 const makeProbe = (before: (after: number, controls: Controls) => Effect.Effect<void>) => {
-  const state = { asked: [] as Array<number>, running: 0, interrupted: [] as Array<number> }
+  const state = {
+    asked: [] as Array<number>,
+    limits: [] as Array<number>,
+    running: 0,
+    interrupted: [] as Array<number>
+  }
   const wrap = (inner: Transport, controls: Controls): Transport => ({
     ...inner,
     pull: (token, after, limit) =>
       Effect.suspend(() => {
         state.asked.push(after)
+        state.limits.push(limit)
         state.running++
         return Effect.zipRight(before(after, controls), inner.pull(token, after, limit)).pipe(
           Effect.onInterrupt(() => Effect.sync(() => state.interrupted.push(after))),
@@ -155,6 +162,32 @@ describe("pull prefetch", () => {
       hold = false
       const summary = yield* b.engine.syncNow
       assert.strictEqual(summary.pulled, EVENTS - PAGE)
+      assert.deepStrictEqual(yield* holding(b), { n: EVENTS, distinct: EVENTS, cursor: EVENTS })
+    })
+  )
+
+  it.scopedLive("a pull that times out halves the page asked for, down to MIN_PULL_PAGE, and the drain completes", () =>
+    Effect.gen(function* () {
+      const { server } = yield* seededServer
+      // Four timeouts in a row, on whatever pulls come first; the policy's backoff retries each.
+      let faults = 4
+      const probe = makeProbe((_after, controls) => (faults-- > 0 ? controls.failNext(1, "timeout") : Effect.void))
+      const b = yield* makeReplica(server, {
+        clientId: "b",
+        engine: { background: false, pageSize: 4 * MIN_PULL_PAGE },
+        wrap: probe.wrap
+      })
+      for (let i = 0; i < 4; i++) {
+        const error = yield* Effect.flip(b.engine.syncNow)
+        assert.isTrue(error._tag === "TransientError" && error.kind === "timeout", JSON.stringify(error))
+      }
+      const summary = yield* b.engine.syncNow
+      assert.strictEqual(summary.pulled, EVENTS)
+      // 400 -> 200 -> 100, then never below the floor; pulls that did not time out keep the size they had.
+      const M = MIN_PULL_PAGE
+      assert.deepStrictEqual(probe.state.limits.slice(0, 4), [4 * M, 2 * M, M, M])
+      assert.isTrue(probe.state.limits.length > 4)
+      assert.deepStrictEqual(new Set(probe.state.limits.slice(4)), new Set([M]))
       assert.deepStrictEqual(yield* holding(b), { n: EVENTS, distinct: EVENTS, cursor: EVENTS })
     })
   )
