@@ -55,6 +55,9 @@ export interface PullCounts {
 /** The smallest page a pull shrinks to after timeouts (see `pullPage`). */
 export const MIN_PULL_PAGE = 100
 
+/** How many full pages in a row, at a page size reduced after timeouts, before it doubles again. */
+export const PAGE_GROWTH_AFTER = 4
+
 /** Make the steps over their dependencies. */
 export const make = (deps: Deps) => {
   const { transport, ledger, credentials, refused } = deps
@@ -114,18 +117,33 @@ export const make = (deps: Deps) => {
   })
 
   /**
-   * Events asked for per pull. A pull that timed out halves it (not below `MIN_PULL_PAGE`) for the rest of the
-   * engine's life: a full page of 10,000 events is ~5 MB, and on a link too slow to carry that within the request
-   * timeout every full page would time out and the replica would never catch up. (Push does the same on a 413.)
+   * Events asked for per pull. A pull that timed out halves it (not below `MIN_PULL_PAGE`): a full page of 10,000
+   * events is ~5 MB, and on a link too slow to carry that within the request timeout every full page would time out
+   * and the replica would never catch up. (Push does the same on a 413.) After `PAGE_GROWTH_AFTER` full pages in a
+   * row at the reduced size it doubles again, up to the configured size: the slow link of an hour ago (a hotel's
+   * wifi) is not the link of a process that lives for days, and a link still too slow costs one more timeout.
    */
   let pageLimit = deps.pageSize
+  let fullPagesInARow = 0
   const pullPage = (after: number) => {
     const limit = pageLimit
     return request((t) => transport.pull(t, after, limit)).pipe(
+      Effect.tap((page) =>
+        Effect.sync(() => {
+          // Only a full page at the current size is evidence that the link carries it; a short one (the end of the
+          // backlog) says nothing either way.
+          if (page.events.length < limit || limit !== pageLimit) return
+          if (++fullPagesInARow >= PAGE_GROWTH_AFTER && pageLimit < deps.pageSize) {
+            pageLimit = Math.min(deps.pageSize, pageLimit * 2)
+            fullPagesInARow = 0
+          }
+        })
+      ),
       Effect.tapError((e) =>
         Effect.sync(() => {
           if (e._tag === "TransientError" && e.kind === "timeout") {
             pageLimit = Math.min(pageLimit, Math.max(Math.min(MIN_PULL_PAGE, deps.pageSize), Math.floor(limit / 2)))
+            fullPagesInARow = 0
           }
         })
       )

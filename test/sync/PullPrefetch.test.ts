@@ -9,7 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import type { Controls } from "../../src/testing/MemoryTransport.js"
 import type { Transport } from "../../src/sync/Transport.js"
-import { MIN_PULL_PAGE } from "../../src/sync/Steps.js"
+import { MIN_PULL_PAGE, PAGE_GROWTH_AFTER } from "../../src/sync/Steps.js"
 import { makeReplica, makeServer, SPACE } from "./harness.js"
 
 const EVENTS = 25
@@ -39,16 +39,19 @@ const makeProbe = (before: (after: number, controls: Controls) => Effect.Effect<
   return { state, wrap }
 }
 
-/** A server holding EVENTS events (pushed by another replica), and the ids in server order. */
-const seededServer = Effect.gen(function* () {
-  const server = yield* makeServer()
-  const a = yield* makeReplica(server, { clientId: "a", engine: { background: false } })
-  for (let i = 0; i < EVENTS; i++) yield* a.store.create({ content: `memory ${i}` })
-  yield* a.engine.syncNow
-  const ids = (yield* server.pull(SPACE, 0, 1_000)).events.map((e) => e.id)
-  assert.strictEqual(ids.length, EVENTS)
-  return { server, ids }
-})
+/** A server holding `count` events (pushed by another replica), and the ids in server order. */
+const seededServerOf = (count: number) =>
+  Effect.gen(function* () {
+    const server = yield* makeServer()
+    const a = yield* makeReplica(server, { clientId: "a", engine: { background: false } })
+    yield* a.store.createMany(Array.from({ length: count }, (_, i) => ({ content: `memory ${i}` })))
+    yield* a.engine.syncNow
+    const ids = (yield* server.pull(SPACE, 0, 10_000)).events.map((e) => e.id)
+    assert.strictEqual(ids.length, count)
+    return { server, ids }
+  })
+
+const seededServer = seededServerOf(EVENTS)
 
 /** Wait (real time) until `cond` holds. */
 const until = <E>(cond: Effect.Effect<boolean, E>) =>
@@ -189,6 +192,38 @@ describe("pull prefetch", () => {
       assert.isTrue(probe.state.limits.length > 4)
       assert.deepStrictEqual(new Set(probe.state.limits.slice(4)), new Set([M]))
       assert.deepStrictEqual(yield* holding(b), { n: EVENTS, distinct: EVENTS, cursor: EVENTS })
+    })
+  )
+
+  it.scopedLive("after timeouts, the page doubles back to the configured size on full pages in a row", () =>
+    Effect.gen(function* () {
+      const M = MIN_PULL_PAGE
+      const G = PAGE_GROWTH_AFTER
+      // One timeout takes 4M to 2M, then 2M to M on the retry; G full pages of M, then G of 2M, then pages of 4M.
+      const count = G * M + G * 2 * M + 2 * 4 * M + M / 2
+      const { server } = yield* seededServerOf(count)
+      let faults = 2
+      const probe = makeProbe((_after, controls) => (faults-- > 0 ? controls.failNext(1, "timeout") : Effect.void))
+      const b = yield* makeReplica(server, {
+        clientId: "b",
+        engine: { background: false, pageSize: 4 * M },
+        wrap: probe.wrap
+      })
+      for (let i = 0; i < 2; i++) {
+        const error = yield* Effect.flip(b.engine.syncNow)
+        assert.isTrue(error._tag === "TransientError" && error.kind === "timeout", JSON.stringify(error))
+      }
+      const summary = yield* b.engine.syncNow
+      assert.strictEqual(summary.pulled, count)
+      const limits = probe.state.limits
+      assert.deepStrictEqual(limits.slice(0, 2), [4 * M, 2 * M])
+      // The drain: a page's size is settled when the previous page arrives, before the prefetch is sent.
+      const times = (n: number, limit: number) => Array.from({ length: n }, () => limit)
+      const drain = limits.slice(2)
+      assert.deepStrictEqual(drain.slice(0, 2 * G + 3), [...times(G, M), ...times(G, 2 * M), ...times(3, 4 * M)])
+      // Later pulls (the check after the drain) keep the configured size.
+      assert.deepStrictEqual(new Set(drain.slice(2 * G)), new Set([4 * M]))
+      assert.deepStrictEqual(yield* holding(b), { n: count, distinct: count, cursor: count })
     })
   )
 })
