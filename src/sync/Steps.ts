@@ -73,7 +73,15 @@ export const make = (deps: Deps) => {
           return yield* new AuthError({ status: 401, message: "the server refused these credentials; set a new token" })
         }
         return yield* call(token.value).pipe(
-          Effect.tapError((e) => (e._tag === "AuthError" ? SubscriptionRef.set(refused, token) : Effect.void))
+          // Only while it is still the current token: an answer to a request sent with the old one, arriving after
+          // new credentials were set, must not park the engine on a token nobody uses any more.
+          Effect.tapError((e) =>
+            e._tag === "AuthError"
+              ? Effect.flatMap(SubscriptionRef.get(credentials), (now) =>
+                  Option.isSome(now) && now.value === token.value ? SubscriptionRef.set(refused, token) : Effect.void
+                )
+              : Effect.void
+          )
         )
       })
     )

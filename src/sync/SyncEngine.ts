@@ -112,8 +112,7 @@ export const make = (config: Config) =>
     const settle = Effect.gen(function* () {
       if (mode === "local") return
       // No token at all parks too: nothing can be sent until credentials arrive.
-      const parked =
-        Option.isSome(yield* SubscriptionRef.get(refused)) || Option.isNone(yield* SubscriptionRef.get(credentials))
+      const parked = isParked(yield* SubscriptionRef.get(refused), yield* SubscriptionRef.get(credentials))
       const running = (yield* Ref.get(active)) > 0
       const down = yield* Ref.get(offline)
       const state: Status.SyncState = parked ? "auth-failed" : down ? "offline" : running ? "syncing" : "idle"
@@ -178,7 +177,7 @@ export const make = (config: Config) =>
           // Park: wait until the refused token is cleared (new credentials, or the prober saw them accepted) and there
           // is a token to send (without one, `request` fails at once: resuming before one is set would spin).
           yield* Stream.zipLatest(refused.changes, credentials.changes).pipe(
-            Stream.filter(([r, c]) => Option.isNone(r) && Option.isSome(c)),
+            Stream.filter(([r, c]) => !isParked(r, c)),
             Stream.runHead
           )
           return yield* body
@@ -362,6 +361,13 @@ export const layer = (config: Config) =>
 const decodeDeadRow = Schema.decodeUnknownSync(
   Schema.Struct({ event_id: Schema.String, reason: RejectReason, message: Schema.String })
 )
+
+/**
+ * Parked: no token to send, or the current one is the token the server refused. A refused token that is no longer
+ * the current one parks nothing (`request` does not record it then, but this is the rule either way).
+ */
+const isParked = (refused: Option.Option<string>, credentials: Option.Option<string>): boolean =>
+  Option.isNone(credentials) || (Option.isSome(refused) && refused.value === credentials.value)
 
 /** While parked, probe the refused token every `slowMs`; unpark when the server accepts it. */
 const prober = (
