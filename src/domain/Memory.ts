@@ -52,10 +52,15 @@ export const Label = Schema.String.pipe(
   Schema.maxLength(256, { message: () => "tags and keywords must be at most 256 characters" })
 )
 
+/** The most tags (and the most keywords) a writer may give one memory. */
+export const MAX_LABELS = 100
+
 /**
  * Tags or keywords as a writer gives them, normalized here for every write path (create, createMany, update, the
  * CLI): a blank one is refused (it could never be searched or listed by), duplicates are dropped, first one kept.
- * A `Label` array once decoded, so events stay readable by builds that only know `Label`.
+ * At most `MAX_LABELS`: with the content bound this keeps an event well inside a server's request body limit (1 MiB
+ * by default); an event larger than that could never be pushed. A `Label` array once decoded, so events stay
+ * readable by builds that only know `Label`.
  */
 export const InputLabels = Schema.transform(
   Schema.Array(
@@ -63,7 +68,7 @@ export const InputLabels = Schema.transform(
       Schema.filter((s) => s.trim().length > 0 || "tags and keywords must not be empty or blank"),
       Schema.maxLength(256, { message: () => "tags and keywords must be at most 256 characters" })
     )
-  ),
+  ).pipe(Schema.maxItems(MAX_LABELS, { message: () => `at most ${MAX_LABELS} tags and ${MAX_LABELS} keywords` })),
   Schema.typeSchema(Schema.Array(Label)),
   { strict: true, decode: (xs) => Array.from(new Set(xs)), encode: (xs) => xs }
 )

@@ -20,7 +20,7 @@ import { Materializer } from "../store/Materializer.js"
 import * as Replay from "../store/Replay.js"
 import { AuthError, ProtocolError, type SyncError } from "./Errors.js"
 import type { Ledger } from "./Ledger.js"
-import type { PullResponse } from "./Protocol.js"
+import type { PullResponse, PushResult } from "./Protocol.js"
 import type { Transport } from "./Transport.js"
 
 /** What the steps need. */
@@ -96,20 +96,30 @@ export const make = (deps: Deps) => {
       const batch = yield* ledger.outboxBatch(size)
       if (batch.length === 0) break
       const envelopes = batch.map(({ seq: _seq, ...e }) => e)
-      const response = yield* request((t) => transport.push(t, envelopes)).pipe(
-        // A body over the server's limit: halve the batch and try again (a lone event too large for the body limit
-        // is the server's to reject per event, with reason too-large).
+      const answer = yield* request((t) => transport.push(t, envelopes)).pipe(
+        Effect.map((response) => ({ response, tooLarge: undefined })),
         Effect.catchIf(
-          (e) => e._tag === "ProtocolError" && e.status === 413 && size > 1,
-          () => Effect.succeed(undefined)
+          (e) => e._tag === "ProtocolError" && e.status === 413,
+          (e) => Effect.succeed({ response: undefined, tooLarge: e })
         )
       )
-      if (response === undefined) {
+      // A body over the server's limit: halve the batch and try again. A lone event still refused is one the server
+      // will never read (it exceeds the body limit by itself), so it is dead-lettered as too-large, as the server
+      // rejects an event over its per-event limit: left queued, it would hold back every later write for ever.
+      if (answer.tooLarge !== undefined && size > 1) {
         size = Math.max(1, Math.floor(size / 2))
         continue
       }
+      const answered: ReadonlyArray<PushResult> =
+        answer.response?.results ??
+        envelopes.map((e) => ({
+          status: "rejected",
+          id: e.id,
+          reason: "too-large",
+          message: `the server refused a request holding only this event: ${answer.tooLarge?.message ?? "413"}`
+        }))
       const known = new Set(envelopes.map((e) => e.id))
-      const results = response.results.filter((r) => known.has(r.id))
+      const results = answered.filter((r) => known.has(r.id))
       if (results.length === 0) {
         return yield* new ProtocolError({ message: "the server answered a push without a result for its events" })
       }

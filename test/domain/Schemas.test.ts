@@ -168,6 +168,15 @@ describe("Memory.Patch and CreateInput", () => {
       }
     }
     assert.include(errorOf(Memory.PatchInput, { tags: ["t".repeat(257)] }), "at most 256 characters")
+    const labels = (n: number) => Array.from({ length: n }, (_, i) => `label-${i}`)
+    for (const field of ["tags", "keywords"] as const) {
+      assert.isTrue(accepts(Memory.CreateInput)({ content: "x", [field]: labels(Memory.MAX_LABELS) }))
+      assert.include(
+        errorOf(Memory.CreateInput, { content: "x", [field]: labels(Memory.MAX_LABELS + 1) }),
+        `at most ${Memory.MAX_LABELS} tags`
+      )
+      assert.include(errorOf(Memory.PatchInput, { [field]: labels(Memory.MAX_LABELS + 1) }), "at most")
+    }
     assert.include(errorOf(Memory.PatchInput, {}), "an update must change at least one field")
     // The stored v1 shapes keep accepting what they always did.
     assert.isTrue(accepts(Memory.Patch)({ tags: [" ", " "] }))
