@@ -83,7 +83,15 @@ export const observe = (e: unknown, now: number): Observed => {
   }
   if (e instanceof HttpClientError.ResponseError) {
     const status = e.response.status
-    // Decode / EmptyBody: a 2xx whose body is not what the protocol says.
+    // A 2xx whose body could not be read to its end (reset, cut off): the link failed, not the server's answer.
+    if (e.reason === "Decode" && !(e.cause instanceof SyntaxError)) {
+      const why = causeMessage(e.cause)
+      return {
+        _tag: "Network",
+        message: `the connection failed while reading the answer: ${e.methodAndUrl}${why === undefined ? "" : `: ${why}`}`
+      }
+    }
+    // Decode (not JSON) / EmptyBody: a 2xx whose body is not what the protocol says.
     if (e.reason !== "StatusCode") return { _tag: "Undecodable", status, message: e.message }
     const body = Option.getOrUndefined(decodeErrorBody(e.description ?? ""))
     const retryAfter = parseRetryAfter(e.response.headers["retry-after"], now) ?? body?.retryAfterSeconds

@@ -240,6 +240,21 @@ describe("HttpTransport against a real HTTP server", () => {
     })
   )
 
+  it.scoped("a 200 whose body is cut by a connection reset -> TransientError unreachable, not a protocol error", () =>
+    Effect.gen(function* () {
+      const server = yield* fakeServer
+      server.set((req, res) => {
+        req.resume()
+        res.writeHead(200, { "content-type": "application/json", "content-length": "100000" })
+        res.write('{"events":[', () => setTimeout(() => req.socket.destroy(), 20))
+      })
+      const http = yield* transportAt(server.url)
+      const e = yield* failureOf(http.pull("t", 0, 10))
+      assert.isTrue(e._tag === "TransientError" && e.kind === "unreachable", JSON.stringify(e))
+      assert.match(e.message, /connection failed while reading the answer: GET http:\/\/127\.0\.0\.1:\d+\/v1\/pull/)
+    })
+  )
+
   it.scoped("a server that never answers -> TransientError timeout (driven by the TestClock)", () =>
     Effect.gen(function* () {
       const server = yield* fakeServer
