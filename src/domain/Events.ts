@@ -9,7 +9,7 @@
  */
 import { Either, Option, ParseResult, Schema } from "effect"
 import { ClientId, decode as decodeHlc, Stamp } from "./Hlc.js"
-import { fitsBytes, MAX_CONTENT_BYTES, Memory, MemoryId, Patch, Timestamp } from "./Memory.js"
+import { fitsBytes, isWellFormed, MAX_CONTENT_BYTES, Memory, MemoryId, Patch, Timestamp } from "./Memory.js"
 import { depthProblem, MAX_DEPTH } from "./Json.js"
 
 /** An event id: a UUID (new ones are UUIDv7, so they sort by creation time). */
@@ -28,7 +28,12 @@ const jsonArbitrary = { arbitrary: () => (fc: typeof import("effect").FastCheck)
 /** The fields of the envelope (the wire formats extend them, e.g. with a server `seq`). */
 export const envelopeFields = {
   id: EventId,
-  type: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64)),
+  // Stored as a TEXT column (UTF-8): an unpaired surrogate would come back as U+FFFD, another type than the one sent.
+  type: Schema.String.pipe(
+    Schema.minLength(1),
+    Schema.maxLength(64),
+    Schema.filter((s) => isWellFormed(s) || "type must not contain unpaired surrogates")
+  ),
   version: Schema.Number.pipe(Schema.int(), Schema.greaterThanOrEqualTo(1)),
   payload: Schema.Unknown.annotations(jsonArbitrary),
   hlc: Stamp,
@@ -303,7 +308,16 @@ function fastEnvelope(u: unknown): Envelope | undefined {
   // `payload` is Schema.Unknown: a missing key would decode as undefined; leave that odd case to the schema.
   if (!isRec(u) || !has(u, "payload")) return undefined
   const { id, type, version, payload, hlc, clientId } = u
-  if (!isStr(id) || !EVENT_ID_RE.test(id) || !isStr(type) || type.length < 1 || type.length > 64) return undefined
+  if (
+    !isStr(id) ||
+    !EVENT_ID_RE.test(id) ||
+    !isStr(type) ||
+    type.length < 1 ||
+    type.length > 64 ||
+    !isWellFormed(type)
+  ) {
+    return undefined
+  }
   if (typeof version !== "number" || !Number.isSafeInteger(version) || version < 1) return undefined
   if (!isStr(hlc) || !isStr(clientId) || !CLIENT_ID_RE.test(clientId)) return undefined
   // The envelope filter: the stamp must parse and carry the envelope's client id.

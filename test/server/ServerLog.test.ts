@@ -61,6 +61,32 @@ describe("ServerLog", () => {
     })
   )
 
+  it.scoped("a type with an unpaired surrogate is rejected as invalid; every stored event is served as pushed", () =>
+    Effect.gen(function* () {
+      yield* TestClock.setTime(NOW)
+      const log = yield* build(ServerLog.layerMemory())
+      // What a client sends as JSON "future.kind\ud800": SQLite's UTF-8 TEXT would serve it back as U+FFFD.
+      const lone = JSON.parse('"future.kind\\ud800"') as string
+      const paired = "future.kind\u{1F600}"
+      const [a, b] = makeEvents(2)
+      const pushed = [
+        { ...a!, type: lone, payload: { a: 1 } },
+        { ...b!, type: paired, payload: { s: JSON.parse('"\\udc00 in a payload"') as string } }
+      ]
+      const r = yield* log.push("s", pushed)
+      assert.deepStrictEqual(
+        r.results.map((x) => `${x.status}:${x.status === "rejected" ? x.reason : x.seq}`),
+        ["rejected:invalid", "accepted:1"]
+      )
+      const [rejected] = r.results
+      assert.match(rejected!.status === "rejected" ? rejected!.message : "", /unpaired surrogates/)
+      // A payload's strings are stored as JSON text (escaped), so they come back exactly.
+      const { seq: _seq, ...served } = (yield* log.pull("s", 0, 10)).events[0]!
+      assert.deepStrictEqual(served, pushed[1])
+      assert.strictEqual(Admission.bodyHashOf(served), Admission.bodyHashOf(pushed[1]!))
+    })
+  )
+
   it.scoped("the digest is kept incrementally and equals Digest.of over the ids 1..head", () =>
     Effect.gen(function* () {
       yield* TestClock.setTime(NOW)
