@@ -4,12 +4,13 @@
  */
 import { Command, Options } from "@effect/cli"
 import { Config, Console, Effect, Layer, Logger, LogLevel, Option, Ref, Stream } from "effect"
+import { existsSync } from "node:fs"
 import * as HttpTransport from "../sync/HttpTransport.js"
 import * as Ledger from "../sync/Ledger.js"
 import * as SyncEngine from "../sync/SyncEngine.js"
 import { DeadLettered } from "../sync/Errors.js"
 import { UsageError } from "./Exit.js"
-import { db, json, note, output, storeLayer } from "./Shared.js"
+import { corruptionAsBadInput, db, json, note, output, storeLayer } from "./Shared.js"
 
 const server = Options.text("server").pipe(
   Options.withDescription("the sync server URL (or $MEMSYNC_SERVER; remembered in the database after a sync)"),
@@ -37,21 +38,26 @@ const sync = Command.make(
   },
   (a) =>
     Effect.gen(function* () {
+      // Everything typed is checked before the database is opened (and, for a new replica, created).
       const t = yield* Option.match(a.token, {
         onNone: () => new UsageError({ message: "no token: pass --token or set MEMSYNC_TOKEN" }),
         onSome: Effect.succeed
       })
-      const remembered = yield* Effect.provide(
-        Effect.flatMap(Ledger.Ledger, (l) => l.get("server_url")),
-        Ledger.layer.pipe(Layer.provideMerge(storeLayer(a.db, { create: true })))
-      )
-      const url = Option.getOrUndefined(a.server) ?? remembered
-      if (url === undefined) {
-        return yield* new UsageError({ message: "no server: pass --server URL or set MEMSYNC_SERVER" })
-      }
       const interval = Option.getOrUndefined(a.intervalMs)
       if (interval !== undefined && interval < 1) {
         return yield* new UsageError({ message: "--interval-ms must be a positive number of milliseconds" })
+      }
+      if (Option.isSome(a.server)) yield* checkServerUrl(a.server.value)
+      // Only an existing replica can remember a server; looking for one must not create the file.
+      const remembered = existsSync(a.db)
+        ? yield* Effect.provide(
+            Effect.flatMap(Ledger.Ledger, (l) => l.get("server_url")),
+            Ledger.layer.pipe(Layer.provideMerge(storeLayer(a.db, { create: false })))
+          ).pipe((self) => corruptionAsBadInput(a.db, self))
+        : undefined
+      const url = Option.getOrUndefined(a.server) ?? remembered
+      if (url === undefined) {
+        return yield* new UsageError({ message: "no server: pass --server URL or set MEMSYNC_SERVER" })
       }
       const config: SyncEngine.Config = {
         token: t,
@@ -112,9 +118,17 @@ const sync = Command.make(
             message: `${deadLettered} events were rejected by the server (see memsync dead-letters)`
           })
         }
-      }).pipe(Effect.provide(layer), Effect.provide(stderrLogger))
+      }).pipe(Effect.provide(layer), Effect.provide(stderrLogger), (self) => corruptionAsBadInput(a.db, self))
     })
 ).pipe(Command.withDescription("push local events and pull remote ones (once, or --watch)"))
+
+/** A server URL must be an absolute http(s) URL: anything else is a typo, not a server that is down. */
+const checkServerUrl = (url: string): Effect.Effect<void, UsageError> => {
+  const parsed = URL.canParse(url) ? new URL(url) : undefined
+  return parsed !== undefined && (parsed.protocol === "http:" || parsed.protocol === "https:")
+    ? Effect.void
+    : new UsageError({ message: `--server ${JSON.stringify(url)} is not an http:// or https:// URL` })
+}
 
 const status = Command.make("status", { db, json }, (a) =>
   Effect.gen(function* () {
@@ -144,7 +158,9 @@ const status = Command.make("status", { db, json }, (a) =>
         `last pull     ${when(report.lastPullAt)}`
       ].join("\n")
     )
-  }).pipe(Effect.provide(Ledger.layer.pipe(Layer.provideMerge(storeLayer(a.db, { create: false })))))
+  }).pipe(Effect.provide(Ledger.layer.pipe(Layer.provideMerge(storeLayer(a.db, { create: false })))), (self) =>
+    corruptionAsBadInput(a.db, self)
+  )
 ).pipe(Command.withDescription("sync state of this replica: pending, dead letters, cursor, epoch, last sync"))
 
 const deadLetters = Command.make(
@@ -178,7 +194,9 @@ const deadLetters = Command.make(
               .map((d) => `${d.eventId}  ${d.type.padEnd(15)} ${d.memoryId ?? "-"}  ${d.reason}: ${d.message}`)
               .join("\n")
       )
-    }).pipe(Effect.provide(Ledger.layer.pipe(Layer.provideMerge(storeLayer(a.db, { create: false })))))
+    }).pipe(Effect.provide(Ledger.layer.pipe(Layer.provideMerge(storeLayer(a.db, { create: false })))), (self) =>
+      corruptionAsBadInput(a.db, self)
+    )
 ).pipe(Command.withDescription("events the server rejected; --requeue ID or --requeue-all to send them again"))
 
 /**

@@ -130,7 +130,8 @@ export const make = (deps: Deps) => {
       rejected += outcome.rejected.length
       yield* deps.onProgress("push")
     }
-    yield* ledger.set("last_push_at", String(yield* Clock.currentTimeMillis))
+    // When a batch was last recorded: a drain that found nothing to send talked to no server (it may be unreachable).
+    if (pushed + rejected > 0) yield* ledger.set("last_push_at", String(yield* Clock.currentTimeMillis))
     return { pushed, rejected }
   })
 

@@ -113,7 +113,15 @@ describe.concurrent("memsync bad input", () => {
           [["update", live, "--importance", "2", "--db", db], /importance must be a number between 0 and 1/],
           [["list", "--limit", "-1", "--db", db], /--limit and --offset must be >= 0/],
           [["list", "--offset", "-1", "--db", db], /--limit and --offset must be >= 0/],
-          [["search", "live", "--limit", "-1", "--db", db], /--limit must be >= 0/]
+          [["search", "live", "--limit", "-1", "--db", db], /--limit must be >= 0/],
+          // sync checks what was typed before it opens (or, for a new replica, creates) the database.
+          [["sync", "--token", "a-valid-token", "--db", fresh], /no server: pass --server URL or set MEMSYNC_SERVER/],
+          [["sync", "--token", "a-valid-token", "--server", "notaurl", "--db", fresh], /"notaurl" is not an http/],
+          [["sync", "--token", "a-valid-token", "--server", "ftp://x", "--db", db], /is not an http:\/\/ or https/],
+          [
+            ["sync", "--token", "a-valid-token", "--server", "http://127.0.0.1:9", "--interval-ms", "0", "--db", fresh],
+            /--interval-ms must be a positive number/
+          ]
         ])
       }),
     TIMEOUT

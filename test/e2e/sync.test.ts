@@ -140,6 +140,23 @@ describe("memsync sync against memsync serve (real processes, loopback HTTP)", (
         assert.match(refused.stderr, /local writes stay pending\)\n$/)
         const stats = yield* withReplica(db, (s) => s.stats)
         assert.strictEqual(stats.pendingOutbox, 1)
+        // A replica with nothing to push that cannot reach its server has not pushed: status must not say it did.
+        const empty = join(fixture.dir, "auth-empty.db")
+        const failed = yield* memsync([
+          "sync",
+          "--server",
+          `http://127.0.0.1:${port}`,
+          "--token",
+          TOKENS.auth,
+          "--db",
+          empty
+        ])
+        assert.strictEqual(failed.code, 4, show(failed))
+        const status = yield* memsync(["status", "--json", "--db", empty])
+        assert.strictEqual(status.code, 0, show(status))
+        const report = decodeStatus(status.stdout)
+        assert.isUndefined(report.lastPushAt, status.stdout)
+        assert.isUndefined(report.lastPullAt, status.stdout)
         // The right token against the live server: the same replica syncs, so the failures were about the credential
         // and the address, not the replica.
         assert.strictEqual((yield* syncOnce(db, fixture.server.url, TOKENS.auth)).pushed, 1)
