@@ -10,17 +10,18 @@
  * Only `import` writes, and a failed import leaves no database it created behind.
  */
 import { Args, Command, Options } from "@effect/cli"
-import { Cause, Console, Effect, Layer, Option } from "effect"
-import { closeSync, existsSync, openSync, rmSync } from "node:fs"
+import { Cause, Console, Effect, Layer, Option, Schema } from "effect"
+import { closeSync, existsSync, fstatSync, openSync, rmSync } from "node:fs"
 import { REGISTERS } from "../domain/Fold.js"
 import * as Blame from "../inspect/Blame.js"
 import * as Format from "../inspect/Format.js"
 import * as Diff from "../inspect/Diff.js"
-import { ImportRefused, InvalidLines } from "../inspect/Errors.js"
+import { ImportRefused, ImportTruncated, InvalidLines } from "../inspect/Errors.js"
 import * as EventSource from "../inspect/EventSource.js"
 import * as Log from "../inspect/Log.js"
 import * as Snapshot from "../inspect/Snapshot.js"
 import * as Transfer from "../inspect/Transfer.js"
+import * as Auth from "../server/Auth.js"
 import * as ServerLog from "../server/ServerLog.js"
 import * as ServerMigrations from "../server/ServerMigrations.js"
 import * as Database from "../store/Database.js"
@@ -28,7 +29,7 @@ import { StorageError } from "../store/Errors.js"
 import * as MemoryStore from "../store/MemoryStore.js"
 import { UsageError, VerificationFailed } from "./Exit.js"
 import { progressOption } from "./Progress.js"
-import { db, inspectErrorsAsUsage as asUsage, json, printJson, quiet, space } from "./Shared.js"
+import { corruptionAsBadInput, db, inspectErrorsAsUsage as asUsage, json, printJson, quiet, space } from "./Shared.js"
 import * as Stdout from "./Stdout.js"
 
 const ndjson = Options.boolean("ndjson").pipe(Options.withDescription("print one JSON document per line"))
@@ -194,7 +195,7 @@ const diff = Command.make(
       const report = yield* Diff.diff(left, right, { limit: a.limit, ...progressOption("diff", a.quiet) })
       yield* a.json ? printJson(report) : Console.log(Format.formatDiff(report))
       if (!report.identical) return yield* new VerificationFailed({ message: "the two logs differ" })
-    }).pipe(Effect.scoped, asUsage)
+    }).pipe(Effect.scoped, asUsage, (e) => corruptionAsBadInput(`${a.a} or ${a.b}`, e))
 ).pipe(Command.withDescription("events only in A or B, memories that differ, and the first diverging event"))
 
 const exportCommand = Command.make(
@@ -244,6 +245,9 @@ const importCommand = Command.make(
   (a) =>
     Effect.gen(function* () {
       yield* readable(a.file)
+      if (Option.isSome(a.space) && !isSpace(a.space.value)) {
+        return yield* new UsageError({ message: `--space ${JSON.stringify(a.space.value)}: ${SPACE_RULE}` })
+      }
       const options = {
         allowRedacted: a.allowRedacted,
         ...progressOption("import", a.quiet),
@@ -273,12 +277,16 @@ const importCommand = Command.make(
             `imported ${summary.imported} of ${summary.events} events from ${a.file} ` +
               `(${summary.duplicates} already held, ${summary.invalidCount} invalid lines skipped)`
           )
-      if (report.header?.events !== undefined && report.events + report.invalidCount < report.header.events) {
-        yield* warn(`the export header announces ${report.header.events} events; the file holds fewer (truncated?)`)
-      }
       if (report.invalidCount > 0) return yield* new InvalidLines({ path: a.file, count: report.invalidCount })
-    }).pipe(removeIfMadeAndFailed(a.db), asUsage)
+      const held = report.events + report.invalidCount
+      if (report.header?.events !== undefined && held < report.header.events) {
+        return yield* new ImportTruncated({ path: a.file, announced: report.header.events, held })
+      }
+    }).pipe(removeIfMadeAndFailed(a.db), asUsage, (e) => corruptionAsBadInput(a.db, e))
 ).pipe(Command.withDescription("import an NDJSON export: idempotent by event id, bad lines reported and skipped"))
+
+const isSpace = Schema.is(Auth.Space)
+const SPACE_RULE = "a space is 1-64 characters of [A-Za-z0-9_.-] (the names memsync serve gives tokens)"
 
 /** The inspection commands, in help order. */
 export const inspectCommands = [log, replay, blame, explain, diff, exportCommand, importCommand] as const
@@ -295,7 +303,11 @@ const warn = (line: string) => Effect.sync(() => void process.stderr.write(`mems
 const withSource =
   (file: string, space: Option.Option<string>) =>
   <A, E, R>(self: Effect.Effect<A, E, R>) =>
-    self.pipe(Effect.provide(EventSource.layer({ filename: file, space: Option.getOrUndefined(space) })), asUsage)
+    self.pipe(
+      Effect.provide(EventSource.layer({ filename: file, space: Option.getOrUndefined(space) })),
+      asUsage,
+      (e) => corruptionAsBadInput(file, e)
+    )
 
 const outputMode = (a: { readonly json: boolean; readonly ndjson: boolean }) =>
   a.json && a.ndjson
@@ -330,7 +342,15 @@ const pointOf = (until: Option.Option<number>, at: Option.Option<string>) => {
 /** Refuse an import file that cannot be read before the target database is opened (and so perhaps created). */
 const readable = (file: string) =>
   Effect.try({
-    try: () => closeSync(openSync(file, "r")),
+    try: () => {
+      const fd = openSync(file, "r")
+      try {
+        // Opening a directory for reading succeeds; reading it is what fails (EISDIR).
+        if (!fstatSync(fd).isFile()) throw new Error("it is not a file")
+      } finally {
+        closeSync(fd)
+      }
+    },
     catch: (e) => new ImportRefused({ path: file, reason: e instanceof Error ? e.message : String(e) })
   })
 
@@ -345,7 +365,13 @@ const removeIfMadeAndFailed =
       if (existsSync(file)) return self
       return Effect.onError(self, (cause) => {
         const failure = Cause.failureOption(cause)
-        if (Option.isSome(failure) && failure.value instanceof InvalidLines) return Effect.void
+        // What was imported stays: the lines skipped or missing were reported.
+        if (
+          Option.isSome(failure) &&
+          (failure.value instanceof InvalidLines || failure.value instanceof ImportTruncated)
+        ) {
+          return Effect.void
+        }
         return Effect.sync(() => {
           for (const f of [file, `${file}-wal`, `${file}-shm`, `${file}-journal`]) rmSync(f, { force: true })
         })

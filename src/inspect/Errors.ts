@@ -73,6 +73,20 @@ export class InvalidLines extends Schema.TaggedError<InvalidLines>()("InvalidLin
   }
 }
 
+/** An import finished, but the file held fewer events than its export header announced (cut short in transit?). */
+export class ImportTruncated extends Schema.TaggedError<ImportTruncated>()("ImportTruncated", {
+  path: Schema.String,
+  announced: Schema.Number,
+  held: Schema.Number
+}) {
+  override get message(): string {
+    return (
+      `${this.path}: the export header announces ${this.announced} events but the file holds ${this.held} ` +
+      `(truncated?); every event it holds was imported`
+    )
+  }
+}
+
 /**
  * The reader of the output went away (a closed pipe: `memsync export | head -1`). Not a usage error: the CLI stops the
  * work and exits 0, as Unix tools in a pipeline do.
@@ -91,5 +105,6 @@ export const TAGS = [
   "MemoryUnknown",
   "OutputExists",
   "ImportRefused",
-  "InvalidLines"
+  "InvalidLines",
+  "ImportTruncated"
 ] as const

@@ -4,6 +4,7 @@
  * is drawn on stderr, never on stdout, and that `--quiet` silences it.
  */
 import { assert, describe, it } from "@effect/vitest"
+import Sqlite from "better-sqlite3"
 import { Effect } from "effect"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
@@ -53,6 +54,53 @@ describe("inspect CLI", () => {
     })
   )
 
+  it.effect("an export cut short is imported as far as it goes, and exits 2 naming what is missing", () =>
+    Effect.gen(function* () {
+      const { dir } = yield* setUp
+      const file = join(dir, "cut.ndjson")
+      const header = { memsync: "export", version: 1, redacted: false, events: 5 }
+      const lines = [1, 2, 3].map((n) => JSON.stringify(created(`t${n}`, "c", 200 + n)))
+      writeFileSync(file, [JSON.stringify(header), ...lines].join("\n") + "\n")
+      const target = join(dir, "cut.db")
+      const run = yield* memsync(["import", file, "--db", target])
+      assert.strictEqual(run.code, 2, run.stderr)
+      assert.match(run.stderr, /^memsync: .*cut\.ndjson: the export header announces 5 events but the file holds 3/)
+      assert.include(run.stdout, "imported 3 of 3 events")
+      const log = yield* memsync(["log", "--db", target, "--json"])
+      assert.strictEqual(JSON.parse(log.stdout).length, 3)
+    })
+  )
+
+  it.effect("a damaged database is bad input (exit 2, naming the file) for the inspection commands", () =>
+    Effect.gen(function* () {
+      const { dir, db } = yield* setUp
+      const damaged = join(dir, "damaged.db")
+      // The events table's root page overwritten: the file opens (schema, meta and view are intact) and the damage
+      // shows only when a command reads the log.
+      const sqlite = new Sqlite(db)
+      sqlite.pragma("wal_checkpoint(TRUNCATE)")
+      const root = Number(sqlite.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 'events'").pluck().get())
+      const pageSize = Number(sqlite.pragma("page_size", { simple: true }))
+      sqlite.close()
+      const bytes = readFileSync(db)
+      bytes.fill(0xff, (root - 1) * pageSize, root * pageSize)
+      writeFileSync(damaged, bytes)
+      const runs = yield* Effect.all(
+        [
+          memsync(["log", "--db", damaged]),
+          memsync(["export", "--db", damaged]),
+          memsync(["replay", "--until", "5", "--db", damaged]),
+          memsync(["diff", damaged, db])
+        ],
+        { concurrency: "unbounded" }
+      )
+      for (const run of runs) {
+        assert.strictEqual(run.code, 2, run.stderr)
+        assert.match(run.stderr, /^memsync: .*damaged\.db.* is damaged \(database disk image is malformed\)/)
+      }
+    })
+  )
+
   it.effect("a failed import leaves no database behind, and an existing one as it was", () =>
     Effect.gen(function* () {
       const { dir, db } = yield* setUp
@@ -63,9 +111,11 @@ describe("inspect CLI", () => {
       writeFileSync(future, JSON.stringify({ ...header, redacted: false, version: 99 }) + "\n")
       const target = (name: string) => join(dir, name)
       const before = fileHash(db)
-      const [missing, refused, unknown, kept] = yield* Effect.all(
+      const [missing, directory, badSpace, refused, unknown, kept] = yield* Effect.all(
         [
           memsync(["import", join(dir, "nofile.ndjson"), "--db", target("z.db")]),
+          memsync(["import", dir, "--db", target("d.db")]),
+          memsync(["import", redacted, "--space", "bad space!", "--db", target("s.db")]),
           memsync(["import", redacted, "--db", target("r.db")]),
           memsync(["import", future, "--db", target("f.db")]),
           memsync(["import", redacted, "--db", db])
@@ -74,11 +124,15 @@ describe("inspect CLI", () => {
       )
       assert.strictEqual(missing.code, 2)
       assert.match(missing.stderr, /^memsync: cannot import .*nofile\.ndjson: ENOENT/)
+      assert.strictEqual(directory.code, 2, directory.stderr)
+      assert.match(directory.stderr, /^memsync: cannot import .*: it is not a file\n$/)
+      assert.strictEqual(badSpace.code, 2, badSpace.stderr)
+      assert.match(badSpace.stderr, /^memsync: --space "bad space!": a space is 1-64 characters/)
       assert.strictEqual(refused.code, 2)
       assert.include(refused.stderr, "it is a redacted export")
       assert.strictEqual(unknown.code, 2)
       assert.include(unknown.stderr, "export format version 99 is unknown")
-      for (const name of ["z.db", "r.db", "f.db"]) {
+      for (const name of ["z.db", "d.db", "s.db", "r.db", "f.db"]) {
         for (const suffix of ["", "-wal", "-shm"]) {
           assert.isFalse(existsSync(target(name + suffix)), `${name}${suffix} was not left behind`)
         }
