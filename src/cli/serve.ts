@@ -49,6 +49,15 @@ const serve = Command.make(
   },
   (a) =>
     Effect.gen(function* () {
+      yield* checkRanges([
+        ["--port", Option.some(a.port), 0, 65_535],
+        ["--max-body-bytes", a.maxBodyBytes, 1, Number.MAX_SAFE_INTEGER],
+        ["--max-batch", a.maxBatch, 1, Number.MAX_SAFE_INTEGER],
+        ["--max-event-bytes", a.maxEventBytes, 1, Number.MAX_SAFE_INTEGER],
+        ["--max-drift-ms", a.maxDriftMs, 0, Number.MAX_SAFE_INTEGER],
+        ["--rate-limit", a.rateLimit, 0, Number.MAX_SAFE_INTEGER],
+        ["--rate-burst", a.rateBurst, 1, Number.MAX_SAFE_INTEGER]
+      ])
       // Only hashes come out: the plain tokens stay inside `tokenTable` and are garbage once it returns.
       const tokens = yield* tokenTable(a.token, a.tokensFile)
       const limits = {
@@ -88,6 +97,19 @@ const serve = Command.make(
       )
     })
 ).pipe(Command.withDescription("run the sync server (prints the URL it listens on)"))
+
+/** Every numeric option given within its range, checked before anything is opened (exit 2 naming the option). */
+const checkRanges = (
+  checks: ReadonlyArray<readonly [name: string, value: Option.Option<number>, min: number, max: number]>
+): Effect.Effect<void, UsageError> => {
+  for (const [name, value, min, max] of checks) {
+    if (Option.isSome(value) && (value.value < min || value.value > max)) {
+      const range = max === Number.MAX_SAFE_INTEGER ? `at least ${min}` : `${min}-${max}`
+      return new UsageError({ message: `${name} ${value.value}: must be ${range}` })
+    }
+  }
+  return Effect.void
+}
 
 /** The `serve` command. */
 export const serveCommands = [serve] as const

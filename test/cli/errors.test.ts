@@ -121,7 +121,13 @@ describe.concurrent("memsync bad input", () => {
           [
             ["sync", "--token", "a-valid-token", "--server", "http://127.0.0.1:9", "--interval-ms", "0", "--db", fresh],
             /--interval-ms must be a positive number/
-          ]
+          ],
+          // serve checks its numbers before it opens anything (a negative batch limit refused every push with 413).
+          [["serve", "--port", "70000", "--db", fresh], /--port 70000: must be 0-65535/],
+          [["serve", "--port", "-1", "--db", fresh], /--port -1: must be 0-65535/],
+          [["serve", "--max-batch", "-5", "--db", fresh], /--max-batch -5: must be at least 1/],
+          [["serve", "--max-event-bytes", "0", "--db", fresh], /--max-event-bytes 0: must be at least 1/],
+          [["serve", "--rate-limit", "-1", "--db", fresh], /--rate-limit -1: must be at least 0/]
         ])
       }),
     TIMEOUT
