@@ -2,7 +2,7 @@
  * What every command shares: `--db` and `--json`, opening the store, and printing results.
  */
 import { Options } from "@effect/cli"
-import { Config, Console, Effect, Layer } from "effect"
+import { Config, Console, Effect, Layer, Logger } from "effect"
 import { TAGS as INSPECT_ERRORS } from "../inspect/Errors.js"
 import { DatabaseCorrupt, isCorruption, StorageError } from "../store/Errors.js"
 import * as MemoryStore from "../store/MemoryStore.js"
@@ -76,3 +76,9 @@ export const inspectErrorsAsUsage = <A, E, R>(self: Effect.Effect<A, E, R>) =>
     const known: ReadonlyArray<string> = INSPECT_ERRORS
     return known.includes(tag) && e instanceof Error ? new UsageError({ message: e.message }) : e
   })
+
+/**
+ * Effect's logfmt lines, written straight to stderr (`Console.error` is silenced around the CLI run, see bin.ts).
+ * bin.ts makes it every command's logger, so logs never mix with the results on stdout.
+ */
+export const stderrLogger = Logger.make((options) => void process.stderr.write(`${Logger.logfmtLogger.log(options)}\n`))

@@ -5,9 +5,10 @@
 import { Command, HelpDoc, ValidationError as CliValidation } from "@effect/cli"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Effect, Exit as EffectExit } from "effect"
+import { Cause, Console, Effect, Exit as EffectExit, Logger } from "effect"
 import { dataCommands } from "./data.js"
 import { exitCodeOf, messageOf } from "./Exit.js"
+import { stderrLogger } from "./Shared.js"
 import { inspectCommands } from "./inspect.js"
 import { serveCommands } from "./serve.js"
 import { syncCommands } from "./sync.js"
@@ -24,8 +25,15 @@ const cli = Command.run(root, { name: "memsync", version: "0.1.0" })
 const withoutCliErrorOutput = <A, E, R>(self: Effect.Effect<A, E, R>) =>
   Effect.flatMap(Effect.console, (console) => Effect.withConsole(self, { ...console, error: () => Effect.void }))
 
+/**
+ * Logs (shown with `--log-level`) go to stderr: stdout carries a command's results, and `--json` must stay parseable.
+ * `serve` puts its request log back on stdout (see serve.ts).
+ */
+const logsOnStderr = Logger.replace(Logger.defaultLogger, stderrLogger)
+
 const main = Effect.suspend(() => cli(process.argv)).pipe(
   withoutCliErrorOutput,
+  Effect.provide(logsOnStderr),
   Effect.provide(NodeContext.layer),
   Effect.exit,
   Effect.flatMap((exit) => {

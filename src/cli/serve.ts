@@ -5,10 +5,11 @@
  */
 import { Command, Options } from "@effect/cli"
 import { FileSystem } from "@effect/platform"
-import { Config, Console, Effect, Either, Layer, Option, Schema } from "effect"
+import { Config, Console, Effect, Either, Layer, Logger, Option, Schema } from "effect"
 import * as Auth from "../server/Auth.js"
 import * as Server from "../server/Server.js"
 import { UsageError } from "./Exit.js"
+import { stderrLogger } from "./Shared.js"
 
 /** The server could not start (port in use, database unusable...). */
 export class ServeFailed extends Schema.TaggedError<ServeFailed>()("ServeFailed", { message: Schema.String }) {}
@@ -93,6 +94,8 @@ const serve = Command.make(
         // Stopped by a signal: runs after the layer is released (requests drained, database closed).
       }).pipe(
         Effect.provide(layer),
+        // The request log on stdout (docs/server.md), where bin.ts sends every other command's logs to stderr.
+        Effect.provide(Logger.replace(stderrLogger, Logger.defaultLogger)),
         Effect.onInterrupt(() => Console.log("memsync server stopped"))
       )
     })

@@ -10,7 +10,7 @@ import * as Ledger from "../sync/Ledger.js"
 import * as SyncEngine from "../sync/SyncEngine.js"
 import { DeadLettered } from "../sync/Errors.js"
 import { UsageError } from "./Exit.js"
-import { corruptionAsBadInput, db, json, note, output, storeLayer } from "./Shared.js"
+import { corruptionAsBadInput, db, json, note, output, stderrLogger, storeLayer } from "./Shared.js"
 
 const server = Options.text("server").pipe(
   Options.withDescription("the sync server URL (or $MEMSYNC_SERVER; remembered in the database after a sync)"),
@@ -118,7 +118,7 @@ const sync = Command.make(
             message: `${deadLettered} events were rejected by the server (see memsync dead-letters)`
           })
         }
-      }).pipe(Effect.provide(layer), Effect.provide(stderrLogger), (self) => corruptionAsBadInput(a.db, self))
+      }).pipe(Effect.provide(layer), Effect.provide(engineLogger), (self) => corruptionAsBadInput(a.db, self))
     })
 ).pipe(Command.withDescription("push local events and pull remote ones (once, or --watch)"))
 
@@ -200,12 +200,12 @@ const deadLetters = Command.make(
 ).pipe(Command.withDescription("events the server rejected; --requeue ID or --requeue-all to send them again"))
 
 /**
- * The engine's warnings and errors, as `memsync: warning: ...` lines on stderr: stdout carries the command's output
- * (`--json` must stay parseable), and `Console.error` is silenced around the CLI run (bin.ts). Below warning is noise
- * for a command line.
+ * The engine's warnings and errors, as `memsync: warning: ...` lines on stderr, in place of the logfmt lines every
+ * other command logs (bin.ts): stdout carries the command's output (`--json` must stay parseable). Below warning is
+ * noise for a command line.
  */
-const stderrLogger = Logger.replace(
-  Logger.defaultLogger,
+const engineLogger = Logger.replace(
+  stderrLogger,
   Logger.make(({ logLevel, message }) => {
     if (!LogLevel.greaterThanEqual(logLevel, LogLevel.Warning)) return
     const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)

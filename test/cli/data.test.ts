@@ -259,6 +259,21 @@ describe.concurrent("memsync data commands", () => {
   )
 
   it.live(
+    "--log-level writes logs to stderr: stdout stays the command's JSON",
+    () =>
+      Effect.gen(function* () {
+        const db = join(tempDir(), "logs.db")
+        yield* seed(db, (store) => store.create({ content: "listed with logs on" }))
+        const run = yield* memsync(["list", "--log-level", "debug", "--json", "--db", db])
+        assert.strictEqual(run.code, 0, run.stderr)
+        const listed = decodeJson(Schema.Array(Listed))(run.stdout).map((m) => m.content)
+        assert.deepStrictEqual(listed, ["listed with logs on"])
+        assert.match(run.stderr, /level=DEBUG/)
+      }),
+    TIMEOUT
+  )
+
+  it.live(
     "the database comes from --db, else MEMSYNC_DB, else ./memsync.db",
     () =>
       Effect.gen(function* () {
