@@ -17,13 +17,17 @@ import { corruptionAsBadInput, db, inspectErrorsAsUsage, json, output, quiet, sp
 import { progressOption, progressReporter } from "./Progress.js"
 
 const id = Args.text({ name: "id" }).pipe(Args.withDescription("the memory id"))
-const category = Options.text("category").pipe(
-  Options.withDescription("a category (default: general)"),
-  Options.optional
+// `add` and `update` share these; the defaults a new memory gets are named only in `add`'s help.
+const categoryOf = (description: string) =>
+  Options.text("category").pipe(Options.withDescription(description), Options.optional)
+const tags = Options.text("tag").pipe(
+  Options.withDescription("a tag (repeatable, up to 100; default: none)"),
+  Options.repeated
 )
-const tags = Options.text("tag").pipe(Options.withDescription("a tag (repeatable)"), Options.repeated)
-const keywords = Options.text("keywords").pipe(Options.withDescription("comma-separated keywords"), Options.optional)
-const importance = Options.float("importance").pipe(Options.withDescription("importance in [0, 1]"), Options.optional)
+const keywordsOf = (description: string) =>
+  Options.text("keywords").pipe(Options.withDescription(description), Options.optional)
+const importanceOf = (description: string) =>
+  Options.float("importance").pipe(Options.withDescription(description), Options.optional)
 const limit = (fallback: number) =>
   Options.integer("limit").pipe(
     Options.withDescription(`at most N results (default ${fallback})`),
@@ -34,10 +38,10 @@ const add = Command.make(
   "add",
   {
     content: Args.text({ name: "content" }).pipe(Args.withDescription("the memory's text")),
-    category,
+    category: categoryOf("a category (default: general)"),
     tags,
-    keywords,
-    importance,
+    keywords: keywordsOf("comma-separated keywords (up to 100; default: none)"),
+    importance: importanceOf("importance in [0, 1] (default: 0.5)"),
     sensitive: Options.boolean("sensitive").pipe(Options.withDescription("mark the memory as sensitive")),
     db,
     json
@@ -67,10 +71,13 @@ const update = Command.make(
   {
     id,
     content: Options.text("content").pipe(Options.withDescription("new text"), Options.optional),
-    category,
-    tags: Options.text("tag").pipe(Options.withDescription("replace the tags (repeatable)"), Options.repeated),
-    keywords,
-    importance,
+    category: categoryOf("a new category"),
+    tags: Options.text("tag").pipe(
+      Options.withDescription("replace the tags (repeatable, up to 100)"),
+      Options.repeated
+    ),
+    keywords: keywordsOf("replace the keywords (comma-separated, up to 100)"),
+    importance: importanceOf("a new importance in [0, 1]"),
     sensitive: Options.choice("sensitive", ["true", "false"]).pipe(
       Options.withDescription("set or clear the sensitive flag"),
       Options.optional
