@@ -181,7 +181,10 @@ const diff = Command.make(
       Options.withDescription("the space to read in whichever side is a server database"),
       Options.optional
     ),
-    limit: Options.integer("limit").pipe(Options.withDescription("at most N items per list"), Options.withDefault(20)),
+    limit: Options.integer("limit").pipe(
+      Options.withDescription("at most N items per list (default 20)"),
+      Options.withDefault(20)
+    ),
     json,
     quiet
   },
