@@ -7,7 +7,7 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit as EffectExit, Logger } from "effect"
 import { dataCommands } from "./data.js"
-import { exitCodeOf, messageOf } from "./Exit.js"
+import { exitCodeOf, messageOf, UsageError } from "./Exit.js"
 import { stderrLogger } from "./Shared.js"
 import { inspectCommands } from "./inspect.js"
 import { serveCommands } from "./serve.js"
@@ -31,7 +31,15 @@ const withoutCliErrorOutput = <A, E, R>(self: Effect.Effect<A, E, R>) =>
  */
 const logsOnStderr = Logger.replace(Logger.defaultLogger, stderrLogger)
 
-const main = Effect.suspend(() => cli(process.argv)).pipe(
+/** `--wizard` (an @effect/cli built-in) asks questions on stdin: without a terminal it would wait for ever. */
+const wizardWithoutTerminal = (argv: ReadonlyArray<string>): boolean =>
+  argv.includes("--wizard") && process.stdin.isTTY !== true
+
+const main = Effect.suspend(() =>
+  wizardWithoutTerminal(process.argv)
+    ? Effect.fail(new UsageError({ message: "--wizard asks its questions on a terminal; stdin is not one" }))
+    : cli(process.argv)
+).pipe(
   withoutCliErrorOutput,
   Effect.provide(logsOnStderr),
   Effect.provide(NodeContext.layer),
@@ -49,8 +57,13 @@ const main = Effect.suspend(() => cli(process.argv)).pipe(
     const error = failure.value
     // @effect/cli's own validation errors (unknown command, missing argument, unparsable value) are bad input (2).
     if (CliValidation.isValidationError(error)) {
+      const text = oneLine(HelpDoc.toAnsiText(error.error))
+      // Most often a value that starts with "-" (a search for "-west") read as an option.
+      const hint = /unknown argument/i.test(text)
+        ? " (a value that starts with - goes after --, as in: memsync search --db F -- -west)"
+        : ""
       return Effect.zipRight(
-        Console.error(`memsync: ${oneLine(HelpDoc.toAnsiText(error.error))}`),
+        Console.error(`memsync: ${text}${hint}`),
         Effect.sync(() => (process.exitCode = 2))
       )
     }

@@ -114,6 +114,9 @@ describe.concurrent("memsync bad input", () => {
           [["list", "--limit", "-1", "--db", db], /--limit and --offset must be >= 0/],
           [["list", "--offset", "-1", "--db", db], /--limit and --offset must be >= 0/],
           [["search", "live", "--limit", "-1", "--db", db], /--limit must be >= 0/],
+          [["search", "-west", "--db", db], /unknown argument.*a value that starts with - goes after --/],
+          // An @effect/cli built-in that would wait for answers on a stdin that is not a terminal.
+          [["list", "--wizard", "--db", db], /--wizard asks its questions on a terminal/],
           // sync checks what was typed before it opens (or, for a new replica, creates) the database.
           [["sync", "--token", "a-valid-token", "--db", fresh], /no server: pass --server URL or set MEMSYNC_SERVER/],
           [["sync", "--token", "a-valid-token", "--server", "notaurl", "--db", fresh], /"notaurl" is not an http/],
