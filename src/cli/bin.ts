@@ -31,9 +31,14 @@ const withoutCliErrorOutput = <A, E, R>(self: Effect.Effect<A, E, R>) =>
  */
 const logsOnStderr = Logger.replace(Logger.defaultLogger, stderrLogger)
 
-/** `--wizard` (an @effect/cli built-in) asks questions on stdin: without a terminal it would wait for ever. */
-const wizardWithoutTerminal = (argv: ReadonlyArray<string>): boolean =>
-  argv.includes("--wizard") && process.stdin.isTTY !== true
+/**
+ * `--wizard` (an @effect/cli built-in) asks questions on stdin: without a terminal it would wait for ever. Only an
+ * option counts, not a value given after `--` (a search for "--wizard").
+ */
+const wizardWithoutTerminal = (argv: ReadonlyArray<string>): boolean => {
+  const end = argv.indexOf("--")
+  return (end === -1 ? argv : argv.slice(0, end)).includes("--wizard") && process.stdin.isTTY !== true
+}
 
 const main = Effect.suspend(() =>
   wizardWithoutTerminal(process.argv)

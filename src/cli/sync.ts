@@ -50,10 +50,7 @@ const sync = Command.make(
       if (Option.isSome(a.server)) yield* checkServerUrl(a.server.value)
       // Only an existing replica can remember a server; looking for one must not create the file.
       const remembered = existsSync(a.db)
-        ? yield* Effect.provide(
-            Effect.flatMap(Ledger.Ledger, (l) => l.get("server_url")),
-            Ledger.layer.pipe(Layer.provideMerge(storeLayer(a.db, { create: false })))
-          ).pipe((self) => corruptionAsBadInput(a.db, self))
+        ? yield* Effect.flatMap(Ledger.Ledger, (l) => l.get("server_url")).pipe(withLedger(a.db))
         : undefined
       const url = Option.getOrUndefined(a.server) ?? remembered
       if (url === undefined) {
@@ -122,6 +119,15 @@ const sync = Command.make(
     })
 ).pipe(Command.withDescription("push local events and pull remote ones (once, or --watch)"))
 
+/** Run a command over the ledger of an existing replica (a damaged file is bad input, exit 2). */
+const withLedger =
+  (file: string) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>) =>
+    corruptionAsBadInput(
+      file,
+      Effect.provide(self, Ledger.layer.pipe(Layer.provideMerge(storeLayer(file, { create: false }))))
+    )
+
 /** A server URL must be an absolute http(s) URL: anything else is a typo, not a server that is down. */
 const checkServerUrl = (url: string): Effect.Effect<void, UsageError> => {
   const parsed = URL.canParse(url) ? new URL(url) : undefined
@@ -158,9 +164,7 @@ const status = Command.make("status", { db, json }, (a) =>
         `last pull     ${when(report.lastPullAt)}`
       ].join("\n")
     )
-  }).pipe(Effect.provide(Ledger.layer.pipe(Layer.provideMerge(storeLayer(a.db, { create: false })))), (self) =>
-    corruptionAsBadInput(a.db, self)
-  )
+  }).pipe(withLedger(a.db))
 ).pipe(Command.withDescription("sync state of this replica: pending, dead letters, cursor, epoch, last sync"))
 
 const deadLetters = Command.make(
@@ -194,9 +198,7 @@ const deadLetters = Command.make(
               .map((d) => `${d.eventId}  ${d.type.padEnd(15)} ${d.memoryId ?? "-"}  ${d.reason}: ${d.message}`)
               .join("\n")
       )
-    }).pipe(Effect.provide(Ledger.layer.pipe(Layer.provideMerge(storeLayer(a.db, { create: false })))), (self) =>
-      corruptionAsBadInput(a.db, self)
-    )
+    }).pipe(withLedger(a.db))
 ).pipe(Command.withDescription("events the server rejected; --requeue ID or --requeue-all to send them again"))
 
 /**

@@ -55,6 +55,15 @@ export interface PullCounts {
 /** The smallest page a pull shrinks to after timeouts (see `pullPage`). */
 export const MIN_PULL_PAGE = 100
 
+/** The push results of events the server refused to read at all (a 413 for a batch of one): rejected, too-large. */
+const tooLarge = (events: ReadonlyArray<{ readonly id: string }>, why: string): ReadonlyArray<PushResult> =>
+  events.map((e) => ({
+    status: "rejected",
+    id: e.id,
+    reason: "too-large",
+    message: `the server refused a request holding only this event: ${why}`
+  }))
+
 /** How many full pages in a row, at a page size reduced after timeouts, before it doubles again. */
 export const PAGE_GROWTH_AFTER = 4
 
@@ -96,28 +105,20 @@ export const make = (deps: Deps) => {
       const batch = yield* ledger.outboxBatch(size)
       if (batch.length === 0) break
       const envelopes = batch.map(({ seq: _seq, ...e }) => e)
-      const answer = yield* request((t) => transport.push(t, envelopes)).pipe(
-        Effect.map((response) => ({ response, tooLarge: undefined })),
-        Effect.catchIf(
-          (e) => e._tag === "ProtocolError" && e.status === 413,
-          (e) => Effect.succeed({ response: undefined, tooLarge: e })
-        )
-      )
       // A body over the server's limit: halve the batch and try again. A lone event still refused is one the server
       // will never read (it exceeds the body limit by itself), so it is dead-lettered as too-large, as the server
       // rejects an event over its per-event limit: left queued, it would hold back every later write for ever.
-      if (answer.tooLarge !== undefined && size > 1) {
+      const answered = yield* request((t) => transport.push(t, envelopes)).pipe(
+        Effect.map((response): ReadonlyArray<PushResult> | undefined => response.results),
+        Effect.catchIf(
+          (e) => e._tag === "ProtocolError" && e.status === 413,
+          (e) => Effect.succeed(size > 1 ? undefined : tooLarge(envelopes, e.message))
+        )
+      )
+      if (answered === undefined) {
         size = Math.max(1, Math.floor(size / 2))
         continue
       }
-      const answered: ReadonlyArray<PushResult> =
-        answer.response?.results ??
-        envelopes.map((e) => ({
-          status: "rejected",
-          id: e.id,
-          reason: "too-large",
-          message: `the server refused a request holding only this event: ${answer.tooLarge?.message ?? "413"}`
-        }))
       const known = new Set(envelopes.map((e) => e.id))
       const results = answered.filter((r) => known.has(r.id))
       if (results.length === 0) {

@@ -23,7 +23,7 @@ import type * as SyncEngine from "../sync/SyncEngine.js"
 import { FAULT_CLASSES, type FaultClass, type Scenario, type Step } from "./Scenario.js"
 import * as SimCheck from "./SimCheck.js"
 import * as SimReplica from "./SimReplica.js"
-import * as SimScheduler from "./SimScheduler.js"
+import * as EventLoop from "./EventLoop.js"
 import * as SimSteps from "./SimSteps.js"
 import * as SimWorld from "./SimWorld.js"
 
@@ -114,8 +114,8 @@ export const run = (scenario: Scenario, config: Config = DEFAULT_CONFIG) =>
           for (const r of replicas) yield* Effect.mapError(SimWorld.verify(r), at)
         }
         SimWorld.traceStep(world, index, step)
-        // The world has settled: let the event loop turn (see SimScheduler.turn).
-        yield* SimScheduler.turn
+        // The world has settled: let the event loop turn (see EventLoop.turn).
+        yield* EventLoop.turn
       }
 
       const healMs = yield* heal(world, config)

@@ -1,5 +1,6 @@
 /**
- * Letting the event loop turn during a simulation, between steps.
+ * Letting the host's event loop turn during a simulation, between steps. Real on purpose: it is not simulated time
+ * (that is SimClock) but the worker process's own loop, which must read its messages.
  *
  * Why: Effect's default scheduler runs fibers in microtasks and turns the event loop (a `setTimeout(0)`) only every
  * 2,048 batches of a fiber. A simulation is one long Effect whose every step is synchronous SQLite work, so the loop
