@@ -18,8 +18,8 @@ import {
   HttpApiSecurity,
   OpenApi
 } from "@effect/platform"
-import { Context, Schema } from "effect"
-import { envelopeFields, stampNamesWriter } from "../domain/Events.js"
+import { Arbitrary, Context, Either, JSONSchema, ParseResult, Schema } from "effect"
+import { decodeEnvelope, envelopeFields, stampNamesWriter } from "../domain/Events.js"
 
 /** A server sequence number (per space, gapless, from 1). */
 export const Seq = Schema.Number.pipe(Schema.int(), Schema.nonNegative())
@@ -46,6 +46,51 @@ export type PushResponse = typeof PushResponse.Type
 export const PulledEvent = Schema.Struct({ seq: Seq, ...envelopeFields }).pipe(Schema.filter(stampNamesWriter))
 export type PulledEvent = typeof PulledEvent.Type
 
+const PulledEventArray = Schema.Array(PulledEvent)
+
+/**
+ * The events of a pull page: `Schema.Array(PulledEvent)`, decoded by hand in the common case.
+ *
+ * Decoding a page through the Struct schema cost ~5.5 us per event on the client, a fifth of its CPU per pulled event.
+ * Each event is checked with `seq` (a non-negative integer) plus `decodeEnvelope`, whose fast path accepts only what
+ * the Envelope schema accepts and returns the same value. On anything it is unsure of, the whole array goes through
+ * the schema, which decides and says what is wrong. `test/sync/PulledEvents.test.ts` compares the two.
+ */
+export const PulledEvents: Schema.Schema<ReadonlyArray<PulledEvent>> = Schema.declare([], {
+  decode: () => (u, options) => {
+    const fast = decodeEventsFast(u)
+    return fast === undefined ? ParseResult.decodeUnknown(PulledEventArray)(u, options) : ParseResult.succeed(fast)
+  },
+  encode: () => (u, options) => ParseResult.encodeUnknown(PulledEventArray)(u, options)
+}).annotations({
+  identifier: "PulledEvents",
+  // The same document as the array schema's, for the OpenAPI description (a declaration has none of its own).
+  jsonSchema: withoutDialect(JSONSchema.make(PulledEventArray)),
+  arbitrary: () => () => Arbitrary.make(PulledEventArray)
+})
+
+/** The events of `u` when every one passes the hand checks, else undefined. */
+function decodeEventsFast(u: unknown): Array<PulledEvent> | undefined {
+  if (!Array.isArray(u)) return undefined
+  const out = new Array<PulledEvent>(u.length)
+  for (let i = 0; i < u.length; i++) {
+    const x: unknown = u[i]
+    // Read as the Struct reads a required key: an own property (decodeEnvelope refuses arrays).
+    if (typeof x !== "object" || x === null || !Object.prototype.hasOwnProperty.call(x, "seq")) return undefined
+    const seq: unknown = (x as { readonly seq?: unknown }).seq
+    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) return undefined
+    const envelope = decodeEnvelope(x)
+    if (Either.isLeft(envelope)) return undefined
+    out[i] = { seq, ...envelope.right }
+  }
+  return out
+}
+
+function withoutDialect(doc: JSONSchema.JsonSchema7Root): object {
+  const { $schema: _, ...rest } = doc
+  return rest
+}
+
 /** `GET /v1/pull` query. */
 export const PullParams = Schema.Struct({
   after: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative()), { default: () => 0 }),
@@ -54,7 +99,7 @@ export const PullParams = Schema.Struct({
   })
 })
 /** `GET /v1/pull` answer. */
-export const PullResponse = Schema.Struct({ events: Schema.Array(PulledEvent), head: Seq, hasMore: Schema.Boolean })
+export const PullResponse = Schema.Struct({ events: PulledEvents, head: Seq, hasMore: Schema.Boolean })
 export type PullResponse = typeof PullResponse.Type
 
 /** `GET /v1/head` answer. */
