@@ -95,10 +95,10 @@ export const layerSync = (limits: HttpLimits = DEFAULT_HTTP_LIMITS) =>
         )
         .handle("pull", ({ urlParams }) =>
           Effect.flatMap(CurrentSpace, ({ space }) =>
-            log.pullJson(space, urlParams.after, urlParams.limit).pipe(
+            log.pullBody(space, urlParams.after, urlParams.limit).pipe(
               Effect.tapError(logServerError),
-              // Already the JSON of a PullResponse (see ServerLog.pullJson): sent as is.
-              Effect.map((json) => HttpServerResponse.text(json, { contentType: "application/json" }))
+              // Already the JSON of a PullResponse (see ServerLog.pullBody): sent as is.
+              Effect.map((body) => HttpServerResponse.uint8Array(body, { contentType: "application/json" }))
             )
           )
         )

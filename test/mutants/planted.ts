@@ -54,7 +54,8 @@ export const serverWithoutDedup: Effect.Effect<ServerLog.Service, never, Scope.S
         return { results, head: events.length }
       }),
     pull,
-    pullJson: (space, after, limit) => Effect.map(pull(space, after, limit), (page) => JSON.stringify(page)),
+    pullBody: (space, after, limit) =>
+      Effect.map(pull(space, after, limit), (page) => Buffer.from(JSON.stringify(page))),
     head: (space) =>
       Effect.sync(() => ({
         head: log(space).length,

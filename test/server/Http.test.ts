@@ -431,7 +431,7 @@ describe("sync server over HTTP", () => {
       limits: ServerLog.DEFAULT_LIMITS,
       push: () => Effect.die(new RangeError("planted defect in push")),
       pull: () => Effect.die(new Error("planted defect in pull")),
-      pullJson: () => Effect.die(new Error("planted defect in pull")),
+      pullBody: () => Effect.die(new Error("planted defect in pull")),
       head: () => Effect.sync(() => JSON.parse("{ not json"))
     })
     return Effect.gen(function* () {

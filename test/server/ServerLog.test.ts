@@ -116,21 +116,51 @@ describe("ServerLog", () => {
     })
   )
 
-  it.scoped("pullJson is exactly the JSON of the page pull returns", () =>
+  it.scoped("pullBody is exactly the JSON of the page pull returns", () =>
     Effect.gen(function* () {
       yield* TestClock.setTime(NOW)
       const log = yield* build(ServerLog.layerMemory())
       const odd = { ...makeEvent(99), type: "x.odd", payload: { 'quote"d': ["é", 1.5, null, { z: 1, a: "\n" }] } }
-      yield* log.push("s", [...makeEvents(5), odd])
+      // Every character JSON escapes, in the one free-text envelope field (the type), and some it does not.
+      const escapes = Array.from({ length: 0x20 }, (_, c) => String.fromCharCode(c)).join("") + '"\\\u007f\u2028é😀'
+      const oddType = { ...makeEvent(98), type: escapes.slice(0, 32) }
+      const oddType2 = { ...makeEvent(97), type: escapes.slice(32) }
+      yield* log.push("s", [...makeEvents(5), odd, oddType, oddType2])
       for (const [after, limit] of [
         [0, 100],
         [0, 2],
         [4, 10],
-        [6, 10]
+        [6, 2],
+        [8, 10],
+        [9, 10]
       ] as const) {
-        const text = yield* log.pullJson("s", after, limit)
-        assert.strictEqual(text, ServerLog.encodePage(yield* log.pull("s", after, limit)))
+        const body = yield* log.pullBody("s", after, limit)
+        const page = yield* log.pull("s", after, limit)
+        assert.strictEqual(Buffer.from(body).toString("utf8"), JSON.stringify(page))
+        assert.deepStrictEqual(body, ServerLog.encodePage(page))
       }
+    })
+  )
+
+  it.scoped("a stored event damaged on disk fails the pull (both forms) instead of being left out of the page", () =>
+    Effect.gen(function* () {
+      yield* TestClock.setTime(NOW)
+      const file = join(yield* tempDir, "server.db")
+      yield* Effect.scoped(
+        Effect.flatMap(build(ServerLog.layer({ filename: file })), (log) => log.push("s", makeEvents(3)))
+      )
+      const db = new Sqlite(file)
+      db.exec(`DROP TRIGGER server_events_no_update; UPDATE server_events SET version = 'one' WHERE seq = 2`)
+      db.close()
+      const log = yield* build(ServerLog.layer({ filename: file }))
+      const body = yield* Effect.flip(log.pullBody("s", 0, 10))
+      assert.strictEqual(body._tag, "ServerError")
+      assert.include(body.message, "corrupt")
+      assert.strictEqual((yield* Effect.flip(log.pull("s", 0, 10)))._tag, "ServerError")
+      // The events before the damaged one are still served.
+      const first: unknown = JSON.parse(Buffer.from(yield* log.pullBody("s", 0, 1)).toString())
+      assert.deepInclude(first, { head: 3, hasMore: true })
+      assert.strictEqual((first as { events: ReadonlyArray<{ seq: number }> }).events[0]?.seq, 1)
     })
   )
 
