@@ -68,6 +68,27 @@ describe("Json.canonicalJson", () => {
     assert.strictEqual(Json.canonicalJson(v), reference(v))
   })
 
+  it("agrees with the definition on objects that are not plain and on values at the depth limit", () => {
+    class Point {
+      constructor(
+        readonly y: number,
+        readonly x: number
+      ) {}
+    }
+    const bare = Object.assign(Object.create(null) as object, { b: 1, a: [2] })
+    for (const v of [
+      { when: new Date(0), n: new Number(1), s: new String("ab"), p: new Point(1, 2), bare, f: () => 1 },
+      [new Date(0), new Point(3, 4), bare, undefined, () => 1],
+      deepArray(Json.MAX_DEPTH),
+      deepArray(Json.MAX_DEPTH + 1),
+      deepObject(Json.MAX_DEPTH - 1),
+      deepObject(Json.MAX_DEPTH)
+    ]) {
+      assert.strictEqual(Json.canonicalJson(v), reference(v))
+    }
+    assert.throws(() => Json.canonicalJson({ a: 1n }))
+  })
+
   it("writes values nested far beyond what recursion survives", () => {
     const n = 200_000
     assert.strictEqual(Json.canonicalJson(deepArray(n)), "[".repeat(n) + "]".repeat(n))
