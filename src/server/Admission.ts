@@ -13,7 +13,7 @@
  *   do not change it, so "the same event" means the same id, type, version, payload, hlc and clientId.
  */
 import { Either } from "effect"
-import { createHash } from "node:crypto"
+import { sha256 } from "../domain/Digest.js"
 import { classify, decodeEnvelope, memoryIdOf } from "../domain/Events.js"
 import { canonicalJson, depthProblem } from "../domain/Json.js"
 import * as Hlc from "../domain/Hlc.js"
@@ -91,7 +91,7 @@ export const admit = (raw: unknown, now: number, limits: Limits): Either.Either<
     hlc: envelope.hlc,
     clientId: envelope.clientId,
     payload: JSON.stringify(envelope.payload),
-    bodyHash: createHash("sha256").update(canonical).digest("hex")
+    bodyHash: sha256(canonical).toString("hex")
   })
 }
 
@@ -105,7 +105,7 @@ export const bodyHashOf = (envelope: {
   readonly clientId: string
 }): string => {
   const { id, type, version, payload, hlc, clientId } = envelope
-  return createHash("sha256").update(canonicalJson({ id, type, version, payload, hlc, clientId })).digest("hex")
+  return sha256(canonicalJson({ id, type, version, payload, hlc, clientId })).toString("hex")
 }
 
 /** The id a refused value claimed, when it has one (so the client can match the result to its event). */
