@@ -3,7 +3,9 @@
  *
  * - TransientError: exponential backoff with FULL jitter — the n-th retry waits a uniform draw from
  *   [0, min(cap, base * factor^n)] (randomness from Effect's `Random`), and never less than the server's
- *   Retry-After. A fresh `Effect.retry` starts at n = 0, so the backoff resets after every success.
+ *   Retry-After, up to the slow spacing: a server or proxy asking for hours (or sending a bogus value) is asked again
+ *   after 5 minutes instead of stopping sync for that long. A fresh `Effect.retry` starts at n = 0, so the backoff
+ *   resets after every success.
  * - ProtocolError: the slow schedule (a response we cannot read will not fix itself in 250 ms).
  * - AuthError: the schedule stops at once; the engine parks instead (see SyncEngine), so a refused credential costs
  *   one request per episode, not a retry storm.
@@ -27,9 +29,9 @@ export const DEFAULT_BACKOFF: Backoff = { baseMs: 250, factor: 2, capMs: 60_000,
 export const ceilingMs = (b: Backoff, attempt: number): number =>
   Math.min(b.capMs, b.baseMs * Math.pow(b.factor, Math.max(0, attempt)))
 
-/** The n-th transient delay for a uniform draw `u` in [0, 1), floored by Retry-After. */
+/** The n-th transient delay for a uniform draw `u` in [0, 1), floored by Retry-After (itself capped at `slowMs`). */
 export const transientDelayMs = (b: Backoff, attempt: number, u: number, retryAfterMs?: number): number =>
-  Math.max(retryAfterMs ?? 0, Math.floor(u * ceilingMs(b, attempt)))
+  Math.max(Math.min(retryAfterMs ?? 0, b.slowMs), Math.floor(u * ceilingMs(b, attempt)))
 
 /** The delay before retrying after `error` (undefined: do not retry — park on auth, give up on anything else). */
 export const delayFor = (b: Backoff, error: StepError, attempt: number, u: number): number | undefined => {

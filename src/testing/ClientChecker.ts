@@ -115,7 +115,8 @@ export class Checker {
     const previous = state?.last
     if (state !== undefined && previous !== undefined && previous.doneAt !== undefined) {
       const waited = call.at - previous.doneAt
-      const floor = previous.retryAfterMs ?? 0
+      // Retry-After is a floor up to the slow spacing (Policy.transientDelayMs).
+      const floor = Math.min(previous.retryAfterMs ?? 0, this.backoff.slowMs)
       const kind = classOf(previous.outcome)
       if (kind === "protocol") {
         if (waited < this.backoff.slowMs - EPSILON) {

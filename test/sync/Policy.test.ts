@@ -25,6 +25,9 @@ describe("Policy", () => {
     }
     assert.strictEqual(Policy.transientDelayMs(b, 0, 0.5, 30_000), 30_000)
     assert.strictEqual(Policy.transientDelayMs(b, 10, 0.5, 1_000), 30_000)
+    // A Retry-After beyond the slow spacing (a day, a bogus header) waits the slow spacing, not the day.
+    assert.strictEqual(Policy.transientDelayMs(b, 0, 0.5, 86_400_000), b.slowMs)
+    assert.strictEqual(Policy.transientDelayMs(b, 0, 0.5, Number.MAX_SAFE_INTEGER), b.slowMs)
   })
 
   it("auth errors are not retried; protocol errors wait the slow interval", () => {
