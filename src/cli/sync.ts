@@ -102,6 +102,14 @@ const sync = Command.make(
         }
         // A pulled id conflict dead-letters this replica's version without a push being rejected in this run.
         const deadLettered = Math.max(summary.rejected, after.deadLetters - before.deadLetters)
+        // This run's dead letters are the exit-5 error below; earlier ones are recalled until they are requeued.
+        if (deadLettered === 0 && after.deadLetters > 0) {
+          yield* note(
+            `warning: ${after.deadLetters} event${after.deadLetters === 1 ? " was" : "s were"} rejected by the server ` +
+              `in an earlier sync and ${after.deadLetters === 1 ? "is" : "are"} not synced ` +
+              `(see memsync dead-letters; --requeue-all sends them again)`
+          )
+        }
         yield* output(
           a.json,
           summary,

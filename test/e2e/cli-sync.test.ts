@@ -98,6 +98,14 @@ describe("memsync sync / status / dead-letters (real processes, loopback HTTP)",
         assert.deepStrictEqual([report.deadLetters, report.idConflicts, report.pending], [2, 2, 0])
         assert.strictEqual(report.serverUrl, fixture.server.url, "remembered after the sync")
 
+        // A sync with nothing new to reject exits 0, and recalls the dead letters still waiting.
+        const recall = yield* memsync(["sync", "--token", t, "--db", db])
+        assert.strictEqual(recall.code, 0, show(recall))
+        assert.match(
+          recall.stderr,
+          /^memsync: warning: 2 events were rejected by the server in an earlier sync and are not synced /m
+        )
+
         // Requeue one by id; an id that is not a dead letter (unknown, or already requeued) is bad input.
         const one = yield* memsync(["dead-letters", "--requeue", e1!.id, "--json", "--db", db])
         assert.strictEqual(one.code, 0, show(one))
@@ -125,6 +133,7 @@ describe("memsync sync / status / dead-letters (real processes, loopback HTTP)",
         assert.strictEqual(second.code, 0, show(second))
         assert.deepStrictEqual([decodeSummary(second.stdout).pushed, decodeSummary(second.stdout).rejected], [2, 0])
         assert.match(second.stderr, /^memsync: warning: the server holds another body under 2 event ids/m)
+        assert.notMatch(second.stderr, /earlier sync/, "nothing waits once they are requeued")
         const after = decodeStatus((yield* memsync(["status", "--json", "--db", db])).stdout)
         assert.deepStrictEqual([after.deadLetters, after.pending, after.idConflicts], [0, 0, 2])
         assert.deepStrictEqual(filesHolding(db, t), [], "the token is never stored")
