@@ -40,11 +40,36 @@ const wizardWithoutTerminal = (argv: ReadonlyArray<string>): boolean => {
   return (end === -1 ? argv : argv.slice(0, end)).includes("--wizard") && process.stdin.isTTY !== true
 }
 
+/**
+ * @effect/cli writes its help in ANSI colours whatever stdout is, so help piped to a file or a pager shows escape codes.
+ * When help is what this run prints (no arguments, or `--help` / `-h` before `--`) and stdout is not a terminal, or
+ * NO_COLOR is set, the codes are taken out. Only then: a command's own output (a memory's content) is printed as it is.
+ */
+const plainHelp = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+  const argv = process.argv.slice(2)
+  const end = argv.indexOf("--")
+  const options = end === -1 ? argv : argv.slice(0, end)
+  const help = argv.length === 0 || options.includes("--help") || options.includes("-h")
+  const colour = process.stdout.isTTY === true && (process.env.NO_COLOR ?? "") === ""
+  if (!help || colour) return self
+  return Effect.flatMap(Effect.console, (console) =>
+    Effect.withConsole(self, {
+      ...console,
+      log: (...args: ReadonlyArray<unknown>) =>
+        console.log(...args.map((a) => (typeof a === "string" ? a.replace(ANSI_SGR, "") : a)))
+    })
+  )
+}
+
+/** The colour and style codes (`ESC [ ... m`) @effect/cli's help uses. */
+const ANSI_SGR = /\u001b\[[0-9;]*m/g
+
 const main = Effect.suspend(() =>
   wizardWithoutTerminal(process.argv)
     ? Effect.fail(new UsageError({ message: "--wizard asks its questions on a terminal; stdin is not one" }))
     : cli(process.argv)
 ).pipe(
+  plainHelp,
   withoutCliErrorOutput,
   Effect.provide(logsOnStderr),
   Effect.provide(NodeContext.layer),

@@ -79,6 +79,19 @@ describe("dist/cli.mjs", () => {
     }
   }, 60_000)
 
+  it("prints help without colour codes when stdout is not a terminal, and never alters a command's output", () => {
+    for (const args of [[], ["--help"], ["add", "--help"], ["serve", "-h"]]) {
+      const r = bundled(args)
+      expect(r.code, args.join(" ")).toBe(0)
+      expect(r.stdout, args.join(" ")).toContain("USAGE")
+      expect(r.stdout, args.join(" ")).not.toContain("\u001b[")
+    }
+    // A memory whose content holds escape codes is printed as it was written.
+    const db = join(tempDir(), "ansi.db")
+    const id = bundled(["add", "\u001b[31mred\u001b[0m", "--db", db]).stdout.trim()
+    expect(bundled(["get", id, "--db", db]).stdout).toContain("content     \u001b[31mred\u001b[0m")
+  }, 60_000)
+
   it("writes, reads and searches a database, with the sources' exit codes", () => {
     const db = join(tempDir(), "m.db")
     const add = bundled(["add", "a bundled memory about tides", "--db", db, "--tag", "sea", "--json"])
