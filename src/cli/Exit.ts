@@ -24,6 +24,7 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   MemoryNotFound: 2,
   DatabaseNotFound: 2,
   NotAMemsyncDatabase: 2,
+  WrongDatabaseKind: 2,
   InvalidDatabasePath: 2,
   DatabaseCorrupt: 2,
   VerificationFailed: 1,

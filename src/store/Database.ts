@@ -19,7 +19,14 @@ import Sqlite from "better-sqlite3"
 import { Context, Effect, Layer, Option, Scope, Stream } from "effect"
 import { existsSync, type Stats, statSync } from "node:fs"
 import { dirname, join, resolve } from "node:path"
-import { DatabaseCorrupt, DatabaseNotFound, InvalidDatabasePath, NotAMemsyncDatabase, StorageError } from "./Errors.js"
+import {
+  DatabaseCorrupt,
+  DatabaseNotFound,
+  InvalidDatabasePath,
+  NotAMemsyncDatabase,
+  StorageError,
+  WrongDatabaseKind
+} from "./Errors.js"
 import { migrate } from "./Migrations.js"
 
 /** How to open a database. */
@@ -65,7 +72,8 @@ export interface Database {
 export const Database = Context.GenericTag<Database>("memsync/Database")
 
 /** Errors of opening a database. */
-export type OpenError = DatabaseNotFound | NotAMemsyncDatabase | InvalidDatabasePath | DatabaseCorrupt | StorageError
+export type OpenError =
+  DatabaseNotFound | NotAMemsyncDatabase | WrongDatabaseKind | InvalidDatabasePath | DatabaseCorrupt | StorageError
 
 /** Open (and migrate) a database for the lifetime of the scope. */
 export const make = (config: Config): Effect.Effect<Database, OpenError, Scope.Scope> =>
@@ -164,7 +172,7 @@ const open = (config: Config): Effect.Effect<Sqlite.Database, OpenError> =>
         // Replica databases made before `kind` was recorded have no row: they are replicas.
         const stored = db.prepare("SELECT value FROM memsync_meta WHERE key = 'kind'").pluck().get() ?? "replica"
         const expected = (config.schema ?? replicaSchema).kind
-        return stored === expected ? true : `it is a memsync ${String(stored)} database, not a ${expected} database`
+        return stored === expected ? true : new WrongDatabaseKind({ path, kind: String(stored), expected })
       },
       catch: (cause) =>
         isCorruptCode(cause)
@@ -174,7 +182,7 @@ const open = (config: Config): Effect.Effect<Sqlite.Database, OpenError> =>
     const ok = yield* Effect.tapError(checked, () => Effect.sync(() => db.close()))
     if (ok !== true) {
       db.close()
-      return yield* new NotAMemsyncDatabase({ path, reason: ok })
+      return yield* typeof ok === "string" ? new NotAMemsyncDatabase({ path, reason: ok }) : ok
     }
     yield* Effect.try({
       try: () => {

@@ -38,6 +38,25 @@ export class NotAMemsyncDatabase extends Schema.TaggedError<NotAMemsyncDatabase>
   }
 }
 
+/**
+ * The file is a memsync database of the other kind: a server log given where a replica is expected, or the reverse.
+ * The message says what to do instead.
+ */
+export class WrongDatabaseKind extends Schema.TaggedError<WrongDatabaseKind>()("WrongDatabaseKind", {
+  path: Schema.String,
+  kind: Schema.String,
+  expected: Schema.String
+}) {
+  override get message(): string {
+    const what = `${this.path} is a memsync ${this.kind} database, not a ${this.expected} database`
+    if (this.kind === "server" && this.expected === "replica") {
+      return `${what}: read one of its spaces with memsync log, export, stats, replay, blame or explain --space S`
+    }
+    if (this.kind === "replica" && this.expected === "server") return `${what}: give memsync serve a file of its own`
+    return what
+  }
+}
+
 /** The path cannot hold a database file at all (a directory, or in a directory that does not exist). */
 export class InvalidDatabasePath extends Schema.TaggedError<InvalidDatabasePath>()("InvalidDatabasePath", {
   path: Schema.String,

@@ -221,7 +221,7 @@ describe("ServerLog", () => {
         db.close()
       }
       const opened = yield* Effect.exit(Effect.scoped(Database.make({ filename })))
-      assert.isTrue(opened._tag === "Failure" && String(opened.cause).includes("NotAMemsyncDatabase"))
+      assert.isTrue(opened._tag === "Failure" && String(opened.cause).includes("WrongDatabaseKind"))
     })
   )
 })

@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto"
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import * as ServerMigrations from "../../src/server/ServerMigrations.js"
 import * as Database from "../../src/store/Database.js"
 import * as EventLog from "../../src/store/EventLog.js"
 import * as Materializer from "../../src/store/Materializer.js"
@@ -172,6 +173,31 @@ describe("opening a database", () => {
       }
       // No journal or WAL files were created next to them.
       assert.deepStrictEqual(readdirSync(dir).sort(), ["garbage.db", "notes.txt"])
+    })
+  )
+
+  it.scoped("a memsync database of the other kind is refused with what to do instead, and not modified", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const server = join(dir, "server.db")
+      yield* Effect.scoped(Database.make({ filename: server, schema: ServerMigrations.schema }))
+      const replica = join(dir, "replica.db")
+      yield* Effect.scoped(Database.make({ filename: replica }))
+      const before = [readFileSync(server), readFileSync(replica)]
+
+      const asReplica = yield* Effect.flip(open({ filename: server }))
+      assert.strictEqual(asReplica._tag, "WrongDatabaseKind")
+      assert.strictEqual(
+        asReplica.message,
+        `${server} is a memsync server database, not a replica database: ` +
+          "read one of its spaces with memsync log, export, stats, replay, blame or explain --space S"
+      )
+      const asServer = yield* Effect.flip(
+        Effect.scoped(Database.make({ filename: replica, schema: ServerMigrations.schema }))
+      )
+      assert.strictEqual(asServer._tag, "WrongDatabaseKind")
+      assert.include(asServer.message, "is a memsync replica database, not a server database: give memsync serve")
+      assert.isTrue(readFileSync(server).equals(before[0]!) && readFileSync(replica).equals(before[1]!))
     })
   )
 
