@@ -304,7 +304,11 @@ function fastDeleted(u: unknown): MemoryDeleted | undefined {
   return { ...base, type: "memory.deleted", version: 1, payload: { id, deletedAt } }
 }
 
-function fastEnvelope(u: unknown): Envelope | undefined {
+/**
+ * The envelope `u` holds when the hand checks can tell, else undefined (then only the Envelope schema can say). For a
+ * caller with its own fallback: `decodeEnvelope` is this, then the schema.
+ */
+export function fastEnvelope(u: unknown): Envelope | undefined {
   // `payload` is Schema.Unknown: a missing key would decode as undefined; leave that odd case to the schema.
   if (!isRec(u) || !has(u, "payload")) return undefined
   const { id, type, version, payload, hlc, clientId } = u

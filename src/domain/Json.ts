@@ -54,11 +54,12 @@ const UNSURE: unique symbol = Symbol("unsure")
  * That is the original definition itself, taken only where it is safe and exact:
  * - nesting at most `MAX_DEPTH` deep (this recursion and the native writer's are then bounded);
  * - no key that is integer-like or `__proto__` (the engine's own ordering rules: `sortedKeys` handles those);
- * - only plain objects and arrays (no `toJSON`, no boxed primitive) and no bigint.
+ * - only plain objects and arrays (no boxed primitive), and no bigint or function (an own `toJSON` would run).
  * Otherwise it answers UNSURE. test/domain/Canonical.test.ts compares the result with the original definition.
  */
 const sortedCopy = (value: unknown, depth: number): unknown => {
-  if (typeof value === "bigint") return UNSURE
+  // A function would stay in the copy, and the native writer calls an own `toJSON` one (the stack writer does not).
+  if (typeof value === "bigint" || typeof value === "function") return UNSURE
   if (typeof value !== "object" || value === null) return value
   if (depth > MAX_DEPTH) return UNSURE
   if (Array.isArray(value)) {

@@ -179,8 +179,10 @@ export const make = (limits: Partial<Limits> = {}): Effect.Effect<Service, Serve
           const from = Math.max(0, Math.floor(after))
           const page = decodePageJson(stmts.pageJson.get(space, from, take))
           if (page.rows !== page.wellFormed) throw new Error(`a stored event after seq ${from} is corrupt`)
+          // Events first, then head (as in `readPage`): with another process appending in between, head only grows
+          // past the page, so `hasMore` always comes with a head beyond the page's last seq.
+          const hasMore = typeof page.last === "number" && stmts.hasAfter.get(space, page.last) !== undefined
           const head = readHead(space).head
-          const hasMore = page.last !== null && stmts.hasAfter.get(space, page.last) !== undefined
           return Buffer.concat([
             PAGE_OPEN,
             page.events ?? EMPTY_BYTES,
@@ -280,7 +282,8 @@ export const encodePage = (page: PullResponse): Uint8Array => Buffer.from(JSON.s
 const PageJsonRow = Schema.Struct({
   rows: Schema.Number,
   wellFormed: Schema.Number,
-  last: Schema.NullOr(Schema.Number),
+  // Read only once every row is known to be well formed (a damaged seq may be anything).
+  last: Schema.Unknown,
   events: Schema.NullOr(Schema.Uint8ArrayFromSelf)
 })
 const decodePageJson = Schema.decodeUnknownSync(PageJsonRow)
@@ -293,15 +296,18 @@ const EMPTY_BYTES = new Uint8Array(0)
  * through `json_quote` (which escapes exactly as JSON.stringify does). The text never becomes a JavaScript string:
  * reading ~0.5 KB per event into strings, splicing them and encoding the page back to UTF-8 was ~12 us of the
  * server's ~16 us per pulled event. Field order and content are those of `encodePage` for the same page
- * (test/server/ServerLog.test.ts compares the bytes). A row whose columns do not have their types is counted apart
- * (`wellFormed`), so a damaged file fails the request instead of serving a wrong event.
+ * (test/server/ServerLog.test.ts compares the bytes). A row whose columns do not hold what admission stored (types,
+ * integers JavaScript represents exactly, a payload that is JSON) is counted apart (`wellFormed`), so a damaged file
+ * fails the request instead of serving a wrong event or a body that is not JSON.
  */
 const pageJson = `
   SELECT count(*) AS rows, count(ev) AS wellFormed, max(seq) AS last,
     CAST(group_concat(ev, ',' ORDER BY seq) AS BLOB) AS events
   FROM (
-    SELECT seq, CASE WHEN typeof(id) = 'text' AND typeof(type) = 'text' AND typeof(version) = 'integer'
-        AND typeof(hlc) = 'text' AND typeof(client_id) = 'text' AND typeof(payload) = 'text'
+    SELECT seq, CASE WHEN typeof(seq) = 'integer' AND seq BETWEEN 0 AND 9007199254740991
+        AND typeof(version) = 'integer' AND version BETWEEN 1 AND 9007199254740991
+        AND typeof(id) = 'text' AND typeof(type) = 'text' AND typeof(hlc) = 'text' AND typeof(client_id) = 'text'
+        AND typeof(payload) = 'text' AND json_valid(payload)
       THEN '{"seq":' || seq || ',"id":' || json_quote(id) || ',"type":' || json_quote(type)
         || ',"version":' || version || ',"payload":' || payload || ',"hlc":' || json_quote(hlc)
         || ',"clientId":' || json_quote(client_id) || '}'

@@ -87,6 +87,8 @@ describe("Json.canonicalJson", () => {
       assert.strictEqual(Json.canonicalJson(v), reference(v))
     }
     assert.throws(() => Json.canonicalJson({ a: 1n }))
+    // An own toJSON function is a function value like any other: left out, never called (as the stack writer did).
+    assert.strictEqual(Json.canonicalJson({ b: 1, toJSON: () => "X", a: [() => 1] }), '{"a":[null],"b":1}')
   })
 
   it("writes values nested far beyond what recursion survives", () => {

@@ -1,8 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Either, FastCheck as fc, ParseResult, Schema } from "effect"
+import { OpenApi } from "@effect/platform"
+import { Either, FastCheck as fc, JSONSchema, ParseResult, Schema } from "effect"
 import * as Events from "../../src/domain/Events.js"
 import * as Hlc from "../../src/domain/Hlc.js"
-import { PulledEvent, PulledEvents, PullResponse } from "../../src/sync/Protocol.js"
+import { PulledEvent, PulledEvents, PullResponse, SyncApi } from "../../src/sync/Protocol.js"
 
 // `PulledEvents` checks a pull page by hand before falling back to `Schema.Array(PulledEvent)`. Its results must be
 // exactly the array schema's: same verdict, same value (keys and key order included), same message.
@@ -103,6 +104,40 @@ describe("PulledEvents (the pull page's events)", () => {
         same(copy)
       }),
       { numRuns: 1_000 }
+    )
+  })
+
+  it("follows the array schema under every parse option", () => {
+    const extra = [{ ...good, extra: 1 }]
+    const noPayload = (() => {
+      const { payload: _, ...rest } = good
+      return [rest]
+    })()
+    for (const options of [
+      { onExcessProperty: "error" },
+      { onExcessProperty: "preserve" },
+      { propertyOrder: "original" },
+      { exact: true },
+      { errors: "all" }
+    ] as const) {
+      for (const u of [extra, noPayload, [good], [{ ...good, seq: -1 }]]) {
+        const a = Schema.decodeUnknownEither(PulledEvents)(u, options)
+        const b = Schema.decodeUnknownEither(Schema.Array(PulledEvent))(u, options)
+        assert.strictEqual(a._tag, b._tag, JSON.stringify(options))
+        if (Either.isRight(a) && Either.isRight(b)) assert.deepStrictEqual(shape(a.right), shape(b.right))
+        if (Either.isLeft(a) && Either.isLeft(b)) assert.strictEqual(message(a.left), message(b.left))
+      }
+    }
+    assert.strictEqual(Schema.is(PulledEvents)(noPayload), Schema.is(Schema.Array(PulledEvent))(noPayload))
+  })
+
+  it("describes the events in the OpenAPI document exactly as the array schema did", () => {
+    const spec = OpenApi.fromApi(SyncApi)
+    const content = spec.paths["/v1/pull"]?.get?.responses["200"]?.content?.["application/json"]
+    const { $schema: _, ...expected } = JSONSchema.make(Schema.Array(PulledEvent))
+    assert.deepStrictEqual(
+      (content?.schema as unknown as { properties: { events: unknown } }).properties.events,
+      expected
     )
   })
 
