@@ -76,7 +76,8 @@ const update = Command.make(
       Options.withDescription("replace the tags (repeatable, up to 100)"),
       Options.repeated
     ),
-    keywords: keywordsOf("replace the keywords (comma-separated, up to 100)"),
+    clearTags: Options.boolean("clear-tags").pipe(Options.withDescription("remove every tag")),
+    keywords: keywordsOf('replace the keywords (comma-separated, up to 100; "" removes them all)'),
     importance: importanceOf("a new importance in [0, 1]"),
     sensitive: Options.choice("sensitive", ["true", "false"]).pipe(
       Options.withDescription("set or clear the sensitive flag"),
@@ -88,10 +89,13 @@ const update = Command.make(
   (a) =>
     Effect.gen(function* () {
       yield* refuseDroppedEmptyTag
+      if (a.clearTags && a.tags.length > 0) {
+        return yield* new UsageError({ message: "--clear-tags and --tag do not go together (--tag replaces the tags)" })
+      }
       const patch = yield* decode(PatchInput, {
         ...someOf("content", a.content),
         ...someOf("category", a.category),
-        ...(a.tags.length > 0 ? { tags: a.tags } : {}),
+        ...(a.clearTags ? { tags: [] } : a.tags.length > 0 ? { tags: a.tags } : {}),
         ...someOf("keywords", Option.map(a.keywords, splitList)),
         ...someOf("importance", a.importance),
         ...someOf(

@@ -259,6 +259,23 @@ describe.concurrent("memsync data commands", () => {
   )
 
   it.live(
+    "update --clear-tags removes every tag and --keywords '' every keyword; --clear-tags with --tag is bad input",
+    () =>
+      Effect.gen(function* () {
+        const db = join(tempDir(), "clear.db")
+        const m = yield* seed(db, (store) => store.create({ content: "labelled", tags: ["a", "b"], keywords: ["k"] }))
+        const both = yield* memsync(["update", m.id, "--clear-tags", "--tag", "z", "--db", db])
+        assert.strictEqual(both.code, 2, both.stderr)
+        assert.match(both.stderr, /^memsync: --clear-tags and --tag do not go together/)
+        const cleared = decodeJson(Memory)(
+          ok(yield* memsync(["update", m.id, "--clear-tags", "--keywords", "", "--json", "--db", db]))
+        )
+        assert.deepStrictEqual([cleared.tags, cleared.keywords, cleared.content], [[], [], "labelled"])
+      }),
+    TIMEOUT
+  )
+
+  it.live(
     "--log-level writes logs to stderr: stdout stays the command's JSON",
     () =>
       Effect.gen(function* () {
