@@ -60,7 +60,7 @@ const serve = Command.make(
         ["--rate-burst", a.rateBurst, 1, Number.MAX_SAFE_INTEGER]
       ])
       // Only hashes come out: the plain tokens stay inside `tokenTable` and are garbage once it returns.
-      const tokens = yield* tokenTable(a.token, a.tokensFile)
+      const { table: tokens, configured } = yield* tokenTable(a.token, a.tokensFile)
       const limits = {
         ...someOf("maxBodyBytes", a.maxBodyBytes),
         ...someOf("maxBatch", a.maxBatch),
@@ -88,6 +88,8 @@ const serve = Command.make(
       )
       yield* Effect.gen(function* () {
         const url = yield* Server.currentUrl
+        // Once the server is up: a start that fails (a bad --db) prints only its error.
+        if (configured > 0) yield* Console.log(`${configured} token(s) configured`)
         // Last: whoever waits for this line (a script, a test) has everything printed before it.
         yield* Console.log(`memsync server listening on ${url}`)
         return yield* Effect.never
@@ -118,20 +120,17 @@ const checkRanges = (
 export const serveCommands = [serve] as const
 
 /**
- * The token table of the configured tokens, or of one generated for space `default` when none is configured (printed
- * here, once, with the count line). The plain tokens live only in this effect: nothing it returns holds one, so they
+ * The token table of the configured tokens (and how many), or of one generated for space `default` when none is
+ * configured (printed here, once). The plain tokens live only in this effect: nothing it returns holds one, so they
  * are not reachable once it is done (a heap snapshot of a running server must not contain them).
  */
 const tokenTable = (specs: ReadonlyArray<string>, file: Option.Option<string>) =>
   Effect.gen(function* () {
     const configured = yield* gatherTokens(specs, file)
-    if (configured.length > 0) {
-      yield* Console.log(`${configured.length} token(s) configured`)
-      return yield* hashed(configured)
-    }
+    if (configured.length > 0) return { table: yield* hashed(configured), configured: configured.length }
     const generated = yield* Auth.generateToken
     yield* Console.log(`no token configured: generated one for space "default" (shown once): ${generated}`)
-    return yield* hashed([{ token: generated, space: "default" }])
+    return { table: yield* hashed([{ token: generated, space: "default" }]), configured: 0 }
   })
 
 // A token given for two spaces is bad input (exit 2), not a start failure.

@@ -130,7 +130,12 @@ describe.concurrent("memsync bad input", () => {
           [["serve", "--port", "-1", "--db", fresh], /--port -1: must be 0-65535/],
           [["serve", "--max-batch", "-5", "--db", fresh], /--max-batch -5: must be at least 1/],
           [["serve", "--max-event-bytes", "0", "--db", fresh], /--max-event-bytes 0: must be at least 1/],
-          [["serve", "--rate-limit", "-1", "--db", fresh], /--rate-limit -1: must be at least 0/]
+          [["serve", "--rate-limit", "-1", "--db", fresh], /--rate-limit -1: must be at least 0/],
+          // A replica is not a server file: refused with what to do, and nothing on stdout (no token count line).
+          [
+            ["serve", "--port", "0", "--token", "a-valid-token=s", "--db", db],
+            /replica database, not a server database/
+          ]
         ])
       }),
     TIMEOUT
