@@ -118,9 +118,13 @@ const sync = Command.make(
             `${summary.resynced ? " (resynced)" : ""} in ${summary.durationMs} ms`
         )
         if (deadLettered > 0) {
+          // Older dead letters still waiting are counted in too, so this one line tells the whole story.
+          const older = after.deadLetters - deadLettered
           return yield* new DeadLettered({
             count: deadLettered,
-            message: `${deadLettered} events were rejected by the server (see memsync dead-letters)`
+            message:
+              `${deadLettered} events were rejected by the server` +
+              `${older > 0 ? ` (and ${older} from earlier syncs still wait)` : ""} (see memsync dead-letters)`
           })
         }
       }).pipe(Effect.provide(layer), Effect.provide(engineLogger), (self) => corruptionAsBadInput(a.db, self))

@@ -106,6 +106,19 @@ describe("memsync sync / status / dead-letters (real processes, loopback HTTP)",
           /^memsync: warning: 2 events were rejected by the server in an earlier sync and are not synced /m
         )
 
+        // A new rejection while older ones wait: the exit-5 line counts both.
+        const e4 = yield* withReplica(db, (s) =>
+          Effect.flatMap(s.create({ content: "four" }), (m) => Effect.map(s.history(m.id), (h) => h[0]!))
+        )
+        const { seq: _seq4, ...e4Envelope } = e4
+        yield* pushAsAnotherClient(t, [{ ...e4Envelope, payload: { ...(e4.payload as object), content: "theirs" } }])
+        const more = yield* memsync(["sync", "--token", t, "--db", db])
+        assert.strictEqual(more.code, 5, show(more))
+        assert.match(
+          more.stderr,
+          /^memsync: 1 events were rejected by the server \(and 2 from earlier syncs still wait\) \(see memsync dead-letters\)$/m
+        )
+
         // Requeue one by id; an id that is not a dead letter (unknown, or already requeued) is bad input.
         const one = yield* memsync(["dead-letters", "--requeue", e1!.id, "--json", "--db", db])
         assert.strictEqual(one.code, 0, show(one))
@@ -131,11 +144,11 @@ describe("memsync sync / status / dead-letters (real processes, loopback HTTP)",
         // No --server: the URL remembered in the database. The requeued payloads go out under their new ids.
         const second = yield* memsync(["sync", "--token", t, "--db", db, "--json"])
         assert.strictEqual(second.code, 0, show(second))
-        assert.deepStrictEqual([decodeSummary(second.stdout).pushed, decodeSummary(second.stdout).rejected], [2, 0])
-        assert.match(second.stderr, /^memsync: warning: the server holds another body under 2 event ids/m)
+        assert.deepStrictEqual([decodeSummary(second.stdout).pushed, decodeSummary(second.stdout).rejected], [3, 0])
+        assert.match(second.stderr, /^memsync: warning: the server holds another body under 3 event ids/m)
         assert.notMatch(second.stderr, /earlier sync/, "nothing waits once they are requeued")
         const after = decodeStatus((yield* memsync(["status", "--json", "--db", db])).stdout)
-        assert.deepStrictEqual([after.deadLetters, after.pending, after.idConflicts], [0, 0, 2])
+        assert.deepStrictEqual([after.deadLetters, after.pending, after.idConflicts], [0, 0, 3])
         assert.deepStrictEqual(filesHolding(db, t), [], "the token is never stored")
       }),
     240_000
