@@ -76,8 +76,7 @@ const sortedCopy = (value: unknown, depth: number): unknown => {
   const keys = Object.keys(value).sort()
   const out: Record<string, unknown> = {}
   for (const k of keys) {
-    const c = k.charCodeAt(0)
-    if ((c >= 48 && c <= 57) || k === "__proto__") return UNSURE
+    if (hasEngineOrder(k)) return UNSURE
     const v = sortedCopy(Reflect.get(value, k), depth + 1)
     if (v === UNSURE) return UNSURE
     out[k] = v
@@ -137,15 +136,16 @@ const writeJson = (value: unknown, keysOf: (o: object) => ReadonlyArray<string>)
  */
 const sortedKeys = (o: object): Array<string> => {
   const keys = Object.keys(o).sort()
-  let plain = true
-  for (const k of keys) {
-    const c = k.charCodeAt(0)
-    if ((c >= 48 && c <= 57) || k === "__proto__") plain = false
-  }
-  if (plain) return keys
+  if (!keys.some(hasEngineOrder)) return keys
   const probe: Record<string, true> = {}
   for (const k of keys) probe[k] = true
   return Object.keys(probe)
+}
+
+/** A key an object does not keep in insertion order (a leading digit may be integer-like) or drops (`__proto__`). */
+const hasEngineOrder = (k: string): boolean => {
+  const c = k.charCodeAt(0)
+  return (c >= 48 && c <= 57) || k === "__proto__"
 }
 
 /**

@@ -153,9 +153,14 @@ export const make = (limits: Partial<Limits> = {}): Effect.Effect<Service, Serve
       return { results: results.filter((r) => r !== undefined), head: written.head }
     })
 
+    /** A pull's arguments clamped: `from` >= 0, `take` in 1..maxPullLimit (both forms of pull read them so). */
+    const bounds = (after: number, limit: number) => ({
+      take: Math.max(1, Math.min(config.maxPullLimit, Math.floor(limit))),
+      from: Math.max(0, Math.floor(after))
+    })
+
     const readPage = (space: string, after: number, limit: number) => {
-      const take = Math.max(1, Math.min(config.maxPullLimit, Math.floor(limit)))
-      const from = Math.max(0, Math.floor(after))
+      const { take, from } = bounds(after, limit)
       // Events first, then head: with another process appending in between, head only grows past the page.
       const rows = decodeEventRows(stmts.page.all(space, from, take + 1))
       const head = readHead(space).head
@@ -175,8 +180,7 @@ export const make = (limits: Partial<Limits> = {}): Effect.Effect<Service, Serve
     const pullBody: Service["pullBody"] = Effect.fn("ServerLog.pullBody")(function* (space, after, limit) {
       return yield* toServerError(
         database.raw(() => {
-          const take = Math.max(1, Math.min(config.maxPullLimit, Math.floor(limit)))
-          const from = Math.max(0, Math.floor(after))
+          const { take, from } = bounds(after, limit)
           const page = decodePageJson(stmts.pageJson.get(space, from, take))
           if (page.rows !== page.wellFormed) throw new Error(`a stored event after seq ${from} is corrupt`)
           // Events first, then head (as in `readPage`): with another process appending in between, head only grows
