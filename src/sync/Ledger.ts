@@ -8,6 +8,8 @@
  *   (`resetForEpoch` is the one exception, used when the server's log was replaced). A pulled event leaves the outbox.
  * - `resetForEpoch` forgets the old server and queues every event again in ONE transaction, so no crash point of a
  *   resync can leave an event that the new server lacks unqueued.
+ * - Server seqs and the cursor index ONE server log, named by the stored epoch: the engine records none before an
+ *   epoch is stored (`firstContact`), and a resync that finds another epoch forgets them all (`resetForEpoch`).
  * - Dead letters leave the event set: the memories they touched are re-folded in the same transaction.
  * - A requeue's fresh event and the dead letter's `requeued_as` are ONE transaction: a dead letter is never listed
  *   after its payload was re-emitted.
@@ -88,6 +90,14 @@ export interface Ledger {
    * follows still re-pushes what the server lacks. Returns how many events were queued again.
    */
   readonly resetForEpoch: (epoch: string) => Effect.Effect<number, StorageError>
+  /**
+   * First contact with a server whose log has `epoch`, in ONE transaction: adopt it when no epoch is stored and no
+   * bookkeeping exists (`"adopted"`); keep the stored epoch when there is one (`"kept"`: resync compares it); and
+   * when bookkeeping exists without an epoch (made by an older memsync), start over as `resetForEpoch` does
+   * (`"reset"`): server seqs recorded without knowing which log they index cannot be checked (the digest is blind
+   * to order), so they are never filed under an epoch.
+   */
+  readonly firstContact: (epoch: string) => Effect.Effect<"adopted" | "kept" | "reset", StorageError>
   /** Pending events, listed dead letters, and id conflicts with the current server (see the header). */
   readonly counts: Effect.Effect<Counts, StorageError>
   readonly deadLetters: Effect.Effect<ReadonlyArray<DeadLetter>, StorageError>
@@ -245,23 +255,40 @@ export const make = Effect.gen(function* () {
       return { count: ids.length, digest: Digest.of(ids) }
     })
 
-  const resetForEpoch = (epoch: string) =>
-    inTransaction(
-      raw((db) => {
-        db.exec(`DELETE FROM server_seqs`)
-        // A push answered before this reset must not be recorded after it (see `recordPush`).
-        stmts.setKey.run("generation", String(generationNow() + 1))
-        // Conflicts were with the old server's log; the re-pull finds those the new one still has.
-        db.exec(`DELETE FROM sync_state WHERE key GLOB '${CONFLICT_KEY}*'`)
-        stmts.setKey.run("cursor", "0")
-        stmts.setKey.run("epoch", epoch)
-        return db
-          .prepare(
-            `INSERT INTO outbox (seq) SELECT e.seq FROM events e
+  const reset = (epoch: string) =>
+    raw((db) => {
+      db.exec(`DELETE FROM server_seqs`)
+      // A push answered before this reset must not be recorded after it (see `recordPush`).
+      stmts.setKey.run("generation", String(generationNow() + 1))
+      // Conflicts were with the old server's log; the re-pull finds those the new one still has.
+      db.exec(`DELETE FROM sync_state WHERE key GLOB '${CONFLICT_KEY}*'`)
+      stmts.setKey.run("cursor", "0")
+      stmts.setKey.run("epoch", epoch)
+      return db
+        .prepare(
+          `INSERT INTO outbox (seq) SELECT e.seq FROM events e
              WHERE e.id NOT IN (SELECT event_id FROM dead_letters)
                AND e.seq NOT IN (SELECT seq FROM outbox)`
-          )
-          .run().changes
+        )
+        .run().changes
+    })
+
+  const resetForEpoch = (epoch: string) => inTransaction(reset(epoch))
+
+  const firstContact = (epoch: string) =>
+    inTransaction(
+      Effect.gen(function* () {
+        const bookkept = yield* raw(() => {
+          if (stmts.getKey.get("epoch") !== undefined) return undefined
+          return Number(stmts.recordedUpTo.get()) > 0 || Number(stmts.getKey.get("cursor") ?? 0) > 0
+        })
+        if (bookkept === undefined) return "kept" as const
+        if (bookkept) {
+          yield* reset(epoch)
+          return "reset" as const
+        }
+        yield* raw(() => stmts.setKey.run("epoch", epoch))
+        return "adopted" as const
       })
     )
 
@@ -323,6 +350,7 @@ export const make = Effect.gen(function* () {
     set,
     confirmed,
     resetForEpoch,
+    firstContact,
     counts,
     deadLetters,
     requeue

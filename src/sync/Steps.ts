@@ -95,7 +95,24 @@ export const make = (deps: Deps) => {
       })
     )
 
+  /**
+   * Learn which server log this replica talks to before recording anything about it. Server seqs only mean something
+   * within one log (one epoch), and the digest that resync compares is blind to order: bookkeeping made before the
+   * epoch was known (say, pulled from a server that was replaced before the first resync got through, then holding
+   * the same ids in another order) could later pass for agreement with another log. So no step records a seq
+   * before an epoch is stored: the first one asks for the head and adopts its epoch (Ledger.firstContact).
+   */
+  const contact: Effect.Effect<void, SyncError | StorageError> = Effect.gen(function* () {
+    if ((yield* ledger.get("epoch")) !== undefined) return
+    const head = yield* request((t) => transport.head(t))
+    const outcome = yield* ledger.firstContact(head.epoch)
+    if (outcome === "reset") {
+      yield* Effect.logWarning("sync bookkeeping without a server epoch (an older memsync?): re-checking every event")
+    }
+  })
+
   const push: Effect.Effect<PushCounts, SyncError | StorageError> = Effect.gen(function* () {
+    yield* contact
     let pushed = 0
     let rejected = 0
     let size = deps.batchSize
@@ -211,7 +228,7 @@ export const make = (deps: Deps) => {
     })
   )
 
-  const pull = deps.pullLock.withPermits(1)(pullUnlocked)
+  const pull = deps.pullLock.withPermits(1)(Effect.zipRight(contact, pullUnlocked))
 
   /** Compare (head, digest, epoch) with the server; `agree` when they match what this replica holds. */
   const inAgreement = Effect.gen(function* () {
@@ -223,9 +240,7 @@ export const make = (deps: Deps) => {
     const epoch = yield* ledger.get("epoch")
     const cursor = yield* ledger.cursor
     const mine = yield* ledger.confirmed(head.head)
-    // First contact (no epoch stored yet) is judged as if this replica had the server's epoch: it is adopted only
-    // once the bookkeeping agrees with this server (it may come from pulls made before, from another server).
-    const sameEpoch = (epoch ?? head.epoch) === head.epoch
+    const sameEpoch = epoch === head.epoch
     // A cursor past the server's head means the server lost events this replica pulled from it (a server restored
     // from a backup keeps its epoch): the digest of the shorter prefix can still match, but that is no agreement.
     const agree =
@@ -252,20 +267,13 @@ export const make = (deps: Deps) => {
     }
   })
 
-  /**
-   * Check agreement with the server and repair when it is lost. Returns true when a repair ran.
-   * First contact (no epoch stored yet) adopts the server's epoch when the replica agrees with it, else repairs.
-   */
+  /** Check agreement with the server and repair when it is lost. Returns true when a repair ran. */
   const resync: Effect.Effect<boolean, SyncError | StorageError> = deps.pullLock.withPermits(1)(
     Effect.gen(function* () {
+      yield* contact
       const first = yield* caughtUpAgreement
-      if (first.agree) {
-        if (first.epoch === undefined) yield* ledger.set("epoch", first.head.epoch)
-        return false
-      }
-      if (first.epoch === undefined) {
-        yield* Effect.logWarning("first contact: this replica's sync bookkeeping does not match the server; resyncing")
-      } else if (first.epoch !== first.head.epoch) {
+      if (first.agree) return false
+      if (first.epoch !== first.head.epoch) {
         yield* Effect.logWarning("the server's epoch changed: its log was replaced; resyncing from scratch")
       } else if (first.cursor > first.head.head) {
         yield* Effect.logWarning(

@@ -164,6 +164,7 @@ export interface Previous {
  * - its log has no holes: the server seqs it recorded and its outbox point at events it holds (and the outbox not at
  *   dead letters); every dead letter has a reason;
  * - its cursor never goes back, except while it has not yet adopted the server's current epoch (a resync);
+ * - it records no server seq and no cursor before it has an epoch (seqs index one server log);
  * - while it agrees on the epoch: every server seq it recorded names the event the server holds at that seq, and it
  *   holds every event the server has up to its cursor.
  */
@@ -187,6 +188,12 @@ export const checkReplica = (name: string, s: ReplicaSnapshot, previous: Previou
         () => `${name}: cursor went back from ${previous.cursor} to ${s.cursor} without an epoch change`
       )
     }
+    // Seqs mean something only within one server log: none is recorded before the replica knows which (its epoch).
+    yield* expect(
+      s.epoch !== undefined || (s.seqs.length === 0 && s.cursor === 0),
+      "P6",
+      () => `${name}: records ${s.seqs.length} server seq(s) and cursor ${s.cursor} without a server epoch`
+    )
     if (s.epoch !== track.epoch) return
     for (const [id, seq] of s.seqs) {
       yield* expect(

@@ -1,12 +1,17 @@
 /**
  * Resync's agreement check under concurrency: a push recorded while a resync runs is normal life, not disagreement;
- * and a push answer that arrives before a reset is never recorded after it.
+ * and a push answer that arrives before a reset is never recorded after it. First contact: no server seq is recorded
+ * before the replica knows which server log it talks to (its epoch).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Ref } from "effect"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import * as IdGenerator from "../../src/domain/IdGenerator.js"
 import * as MemoryStore from "../../src/store/MemoryStore.js"
 import * as SyncEngine from "../../src/sync/SyncEngine.js"
+import { TransientError } from "../../src/sync/Errors.js"
 import { Transport } from "../../src/sync/Transport.js"
 import * as MemoryTransport from "../../src/testing/MemoryTransport.js"
 import { makeReplica, makeServer, SPACE, TOKEN } from "./harness.js"
@@ -78,6 +83,98 @@ describe("resync agreement", () => {
         yield* ledger.generation
       )
       assert.strictEqual(fresh?.acked, 1)
+    })
+  )
+})
+
+/** The replica's recorded server seqs, as `id → seq`, and its cursor and epoch. */
+const bookkeeping = (a: Effect.Effect.Success<ReturnType<typeof makeReplica>>) =>
+  a.database.raw((db) => ({
+    seqs: Object.fromEntries(
+      db.prepare(`SELECT event_id, seq FROM server_seqs`).raw().all() as Array<[string, number]>
+    ),
+    cursor: db.prepare(`SELECT value FROM sync_state WHERE key = 'cursor'`).pluck().get(),
+    epoch: db.prepare(`SELECT value FROM sync_state WHERE key = 'epoch'`).pluck().get()
+  }))
+
+describe("first contact", () => {
+  it.scoped("nothing is pushed or pulled before the server's epoch is known", () =>
+    Effect.gen(function* () {
+      const server = yield* makeServer()
+      const headWorks = yield* Ref.make(false)
+      const a = yield* makeReplica(server, {
+        engine: { background: false },
+        wrap: (inner) =>
+          Transport.of({
+            ...inner,
+            head: (t) =>
+              Effect.flatMap(Ref.get(headWorks), (ok) =>
+                ok ? inner.head(t) : new TransientError({ kind: "timeout", message: "head lost" })
+              )
+          })
+      })
+      yield* a.store.create({ content: "written offline" })
+      const failed = yield* Effect.flip(a.engine.syncNow)
+      assert.strictEqual(failed._tag, "TransientError")
+      assert.deepStrictEqual(yield* bookkeeping(a), { seqs: {}, cursor: undefined, epoch: undefined })
+      assert.strictEqual((yield* server.head(SPACE)).head, 0, "the push waited for the epoch")
+      assert.strictEqual((yield* a.engine.ledger.counts).pending, 1)
+
+      yield* Ref.set(headWorks, true)
+      yield* a.engine.syncNow
+      const after = yield* bookkeeping(a)
+      assert.strictEqual(after.epoch, server.epoch)
+      assert.strictEqual(Object.values(after.seqs).join(), "1")
+      assert.strictEqual((yield* a.engine.ledger.counts).pending, 0)
+    })
+  )
+
+  it.scoped(
+    "seqs recorded without an epoch are re-checked, never filed under a log that orders the ids otherwise",
+    () =>
+      Effect.gen(function* () {
+        const dir = mkdtempSync(join(tmpdir(), "memsync-contact-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+        const filename = join(dir, "a.db")
+        const first = yield* makeServer()
+        const events = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const a = yield* makeReplica(first, { filename, engine: { background: false } })
+            for (const content of ["one", "two", "three"]) yield* a.store.create({ content })
+            yield* a.engine.syncNow
+            // Bookkeeping as an older memsync left it: seqs and a cursor, no epoch.
+            yield* a.database.raw((db) => db.prepare(`DELETE FROM sync_state WHERE key = 'epoch'`).run())
+            return (yield* first.pull(SPACE, 0, 100)).events
+          })
+        )
+        // Another log holding the same ids in another order: same head, same (order-blind) digest.
+        const second = yield* makeServer()
+        yield* second.push(
+          SPACE,
+          [...events].reverse().map(({ seq: _seq, ...e }) => e)
+        )
+        assert.strictEqual((yield* second.head(SPACE)).digest, (yield* first.head(SPACE)).digest)
+
+        const a = yield* makeReplica(second, { filename, engine: { background: false } })
+        yield* a.engine.syncNow
+        const after = yield* bookkeeping(a)
+        assert.strictEqual(after.epoch, second.epoch)
+        const served = (yield* second.pull(SPACE, 0, 100)).events
+        assert.deepStrictEqual(after.seqs, Object.fromEntries(served.map((e) => [e.id, e.seq])))
+        assert.strictEqual(after.cursor, "3")
+        assert.strictEqual((yield* a.engine.ledger.counts).pending, 0)
+      })
+  )
+
+  it.scoped("firstContact adopts on a clean ledger and keeps an epoch already stored", () =>
+    Effect.gen(function* () {
+      const server = yield* makeServer()
+      const a = yield* makeReplica(server, { engine: { background: false } })
+      yield* a.store.create({ content: "pending" })
+      assert.strictEqual(yield* a.engine.ledger.firstContact("e1"), "adopted")
+      assert.strictEqual(yield* a.engine.ledger.generation, 0, "nothing was reset")
+      assert.strictEqual(yield* a.engine.ledger.firstContact("e2"), "kept")
+      assert.strictEqual((yield* bookkeeping(a)).epoch, "e1", "resync, not first contact, judges a changed epoch")
     })
   )
 })
