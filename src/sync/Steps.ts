@@ -102,17 +102,21 @@ export const make = (deps: Deps) => {
    * the same ids in another order) could later pass for agreement with another log. So no step records a seq
    * before an epoch is stored: the first one asks for the head and adopts its epoch (Ledger.firstContact).
    */
-  const contact: Effect.Effect<void, SyncError | StorageError> = Effect.gen(function* () {
-    if ((yield* ledger.get("epoch")) !== undefined) return
+  const contact: Effect.Effect<"known" | "adopted" | "reset", SyncError | StorageError> = Effect.gen(function* () {
+    if ((yield* ledger.get("epoch")) !== undefined) return "known"
     const head = yield* request((t) => transport.head(t))
     const outcome = yield* ledger.firstContact(head.epoch)
+    if (outcome === "kept") return "known"
     if (outcome === "reset") {
       yield* Effect.logWarning("sync bookkeeping without a server epoch (an older memsync?): re-checking every event")
     }
+    return outcome
   })
 
   const push: Effect.Effect<PushCounts, SyncError | StorageError> = Effect.gen(function* () {
-    yield* contact
+    // After a reset every event is queued again: pull first, so what the server holds leaves the queue (as resync
+    // does) instead of being sent back to it.
+    if ((yield* contact) === "reset") yield* pull
     let pushed = 0
     let rejected = 0
     let size = deps.batchSize
@@ -148,7 +152,7 @@ export const make = (deps: Deps) => {
       rejected += outcome.rejected.length
       yield* deps.onProgress("push")
     }
-    // When a batch was last recorded: a drain that found nothing to send talked to no server (it may be unreachable).
+    // When a batch was last recorded: a drain that found nothing to send sent no push (the server may be unreachable).
     if (pushed + rejected > 0) yield* ledger.set("last_push_at", String(yield* Clock.currentTimeMillis))
     return { pushed, rejected }
   })

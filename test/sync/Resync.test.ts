@@ -4,7 +4,7 @@
  * before the replica knows which server log it talks to (its epoch).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, Ref } from "effect"
+import { Context, Effect, Layer, Ref, TestClock } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -14,7 +14,7 @@ import * as SyncEngine from "../../src/sync/SyncEngine.js"
 import { TransientError } from "../../src/sync/Errors.js"
 import { Transport } from "../../src/sync/Transport.js"
 import * as MemoryTransport from "../../src/testing/MemoryTransport.js"
-import { makeReplica, makeServer, SPACE, TOKEN } from "./harness.js"
+import { makeReplica, makeServer, SPACE, TOKEN, waitUntil } from "./harness.js"
 
 describe("resync agreement", () => {
   it.scoped("a push recorded right after resync asked for the head is not a disagreement", () =>
@@ -155,8 +155,23 @@ describe("first contact", () => {
         )
         assert.strictEqual((yield* second.head(SPACE)).digest, (yield* first.head(SPACE)).digest)
 
-        const a = yield* makeReplica(second, { filename, engine: { background: false } })
+        // The re-check pulls before it pushes: nothing the server holds is sent back to it.
+        const pushedEvents = yield* Ref.make(0)
+        const a = yield* makeReplica(second, {
+          filename,
+          engine: { background: false },
+          wrap: (inner) =>
+            Transport.of({
+              ...inner,
+              push: (t, envelopes) =>
+                Effect.zipRight(
+                  Ref.update(pushedEvents, (n) => n + envelopes.length),
+                  inner.push(t, envelopes)
+                )
+            })
+        })
         yield* a.engine.syncNow
+        assert.strictEqual(yield* Ref.get(pushedEvents), 0)
         const after = yield* bookkeeping(a)
         assert.strictEqual(after.epoch, second.epoch)
         const served = (yield* second.pull(SPACE, 0, 100)).events
@@ -166,15 +181,56 @@ describe("first contact", () => {
       })
   )
 
-  it.scoped("firstContact adopts on a clean ledger and keeps an epoch already stored", () =>
+  it.scoped("the background pull records nothing either while the head cannot be read", () =>
     Effect.gen(function* () {
       const server = yield* makeServer()
-      const a = yield* makeReplica(server, { engine: { background: false } })
-      yield* a.store.create({ content: "pending" })
-      assert.strictEqual(yield* a.engine.ledger.firstContact("e1"), "adopted")
-      assert.strictEqual(yield* a.engine.ledger.generation, 0, "nothing was reset")
-      assert.strictEqual(yield* a.engine.ledger.firstContact("e2"), "kept")
-      assert.strictEqual((yield* bookkeeping(a)).epoch, "e1", "resync, not first contact, judges a changed epoch")
+      const b = yield* makeReplica(server, { clientId: "b", engine: { background: false } })
+      yield* b.store.create({ content: "from b" })
+      yield* b.engine.syncNow
+      const headWorks = yield* Ref.make(false)
+      const a = yield* makeReplica(server, {
+        clientId: "a",
+        engine: { pullIntervalMs: 1_000 },
+        wrap: (inner) =>
+          Transport.of({
+            ...inner,
+            head: (t) =>
+              Effect.flatMap(Ref.get(headWorks), (ok) =>
+                ok ? inner.head(t) : new TransientError({ kind: "timeout", message: "head lost" })
+              )
+          })
+      })
+      // Many pull cycles (the interval and the backoff retries) with every pull possible but the head.
+      for (let i = 0; i < 30; i++) yield* TestClock.adjust(1_000)
+      assert.deepStrictEqual(yield* bookkeeping(a), { seqs: {}, cursor: undefined, epoch: undefined })
+      assert.deepStrictEqual(yield* a.store.list({}), [], "nothing was pulled")
+
+      yield* Ref.set(headWorks, true)
+      yield* waitUntil(Effect.map(a.store.list({}), (l) => l.length === 1))
+      assert.strictEqual((yield* bookkeeping(a)).epoch, server.epoch)
     })
+  )
+
+  it.scoped(
+    "firstContact adopts on a clean ledger, keeps an epoch already stored, resets bookkeeping without one",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* makeServer()
+        const a = yield* makeReplica(server, { engine: { background: false } })
+        yield* a.store.create({ content: "pending" })
+        assert.strictEqual(yield* a.engine.ledger.firstContact("e1"), "adopted")
+        assert.strictEqual(yield* a.engine.ledger.generation, 0, "nothing was reset")
+        assert.strictEqual(yield* a.engine.ledger.firstContact("e2"), "kept")
+        assert.strictEqual((yield* bookkeeping(a)).epoch, "e1", "resync, not first contact, judges a changed epoch")
+
+        // A cursor alone (no seq) without an epoch is bookkeeping too: reset, with the generation bumped.
+        const b = yield* makeReplica(server, { engine: { background: false } })
+        yield* b.store.create({ content: "held" })
+        yield* b.engine.ledger.set("cursor", "3")
+        assert.strictEqual(yield* b.engine.ledger.firstContact("e3"), "reset")
+        assert.deepStrictEqual(yield* bookkeeping(b), { seqs: {}, cursor: "0", epoch: "e3" })
+        assert.strictEqual(yield* b.engine.ledger.generation, 1, "a push answered before it is not recorded")
+        assert.strictEqual((yield* b.engine.ledger.counts).pending, 1)
+      })
   )
 })
