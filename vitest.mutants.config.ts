@@ -1,6 +1,6 @@
 import { defineConfig } from "vitest/config"
 
-// `npm run test:mutants`: the planted-bug check (test/mutants), kept out of `npm test`.
+// `npm run test:mutants`: the planted-bug check (test/mutants) alone; `npm test` runs it too.
 export default defineConfig({
   test: {
     include: ["test/mutants/**/*.test.ts"],

@@ -75,6 +75,12 @@ describe("planted bugs are caught", () => {
   )
 
   it(
+    "server seqs recorded before the epoch is known",
+    () => caught("seqs-before-epoch", chaos({ parts: Planted.parts({ ledger: Planted.seqsBeforeEpoch }) }), 200),
+    900_000
+  )
+
+  it(
     "resync that drops pending events",
     () => caught("resync-drops-pending", chaos({ parts: Planted.parts({ ledger: Planted.resyncDropsPending }) }), 200),
     900_000

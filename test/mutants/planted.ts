@@ -129,6 +129,14 @@ export const resyncDropsPending = ledgerWith((real, database) => ({
     )
 }))
 
+/**
+ * Bookkeeping before the epoch is known: first contact stores no epoch, so push and pull record server seqs for a log
+ * whose identity the replica does not know (the next resync then adopts an epoch over them).
+ */
+export const seqsBeforeEpoch = ledgerWith(() => ({
+  firstContact: () => Effect.succeed("kept" as const)
+}))
+
 /** A backoff that never resets: one attempt counter for the replica's whole life, not one per run of a step. */
 export const backoffNeverReset: Layer.Layer<Policy.RetryPolicy> = Layer.sync(Policy.RetryPolicy, () => {
   let attempts = 0
