@@ -17,6 +17,7 @@ import * as Materializer from "../../src/store/Materializer.js"
 import * as MemoryStore from "../../src/store/MemoryStore.js"
 import * as Replay from "../../src/store/Replay.js"
 import * as Arbitraries from "../../src/testing/Arbitraries.js"
+import * as EventLoop from "../../src/testing/EventLoop.js"
 import * as Pbt from "../../src/testing/Pbt.js"
 import * as SimReplica from "../../src/testing/SimReplica.js"
 import * as Simulation from "../../src/testing/Simulation.js"
@@ -89,6 +90,10 @@ describe("fold and materializer at scale (P3–P5)", () => {
             )
           )
           for (const suffix of ["", "-wal", "-shm"]) rmSync(filename + suffix, { force: true })
+          // Every run is synchronous SQLite work under promises that never reach the event loop: without a turn, the
+          // loop's timers did not run once in the whole property (38 s measured), past vitest's 60 s RPC deadline on
+          // a slower machine (see EventLoop.turn).
+          await Effect.runPromise(EventLoop.turn)
         }
       )
       await Pbt.check("materializer", FILE, property, RUNS)
