@@ -5,14 +5,21 @@
  * package by name from a child `node` process and uses it.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { execFileSync } from "node:child_process"
+import { execFile } from "node:child_process"
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { promisify } from "node:util"
 import { beforeAll } from "vitest"
 import { pickEntry } from "../../bin/entry.js"
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url))
+/**
+ * Asynchronous, so the worker's event loop turns while npm and node run: `execFileSync` here held it for up to 15 s
+ * on a loaded machine, and vitest's worker RPC has a 60 s deadline. Rejects on a non-zero exit, as the sync form threw.
+ */
+const exec = (file: string, args: ReadonlyArray<string>) =>
+  promisify(execFile)(file, args, { cwd: ROOT, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 })
 const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
   readonly exports: Record<string, { readonly types: string; readonly default: string }>
 }
@@ -23,19 +30,17 @@ const newest = (dir: string): number =>
     .filter((e) => e.isFile())
     .reduce((max, e) => Math.max(max, statSync(join(e.parentPath, e.name)).mtimeMs), 0)
 
-beforeAll(() => {
+beforeAll(async () => {
   const built = join(ROOT, "dist", "index.js")
-  if (!existsSync(built) || statSync(built).mtimeMs < newest(join(ROOT, "src"))) {
-    execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" })
-  }
+  if (!existsSync(built) || statSync(built).mtimeMs < newest(join(ROOT, "src"))) await exec("npm", ["run", "build"])
   // The CLI bundle the launcher runs (`npm pack` builds it through `prepare`; here the dry run skips scripts).
-  if (pickEntry(ROOT).kind === "sources") execFileSync("npm", ["run", "bundle"], { cwd: ROOT, stdio: "ignore" })
+  if (pickEntry(ROOT).kind === "sources") await exec("npm", ["run", "bundle"])
 }, 180_000)
 
 describe("package entry points", () => {
-  it("every export names a compiled module and its declarations, and both are in the published files", () => {
+  it("every export names a compiled module and its declarations, and both are in the published files", async () => {
     const packed = JSON.parse(
-      execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: ROOT, encoding: "utf8" })
+      (await exec("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"])).stdout
     ) as ReadonlyArray<{ readonly files: ReadonlyArray<{ readonly path: string }> }>
     const files = new Set(packed[0]!.files.map((f) => f.path))
     for (const file of ["bin/memsync.js", "bin/entry.js", "dist/cli.mjs"]) {
@@ -50,7 +55,7 @@ describe("package entry points", () => {
     }
   })
 
-  it("plain node imports memsync by name and writes, searches and verifies a store", () => {
+  it("plain node imports memsync by name and writes, searches and verifies a store", async () => {
     const script = `
       import { Effect } from "effect"
       import { MemoryStore, Replay } from "memsync"
@@ -68,7 +73,7 @@ describe("package entry points", () => {
       console.log(JSON.stringify({ ...result, kinds }))
     `
     // No tsx loader here: only what package.json's exports point at.
-    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { cwd: ROOT, encoding: "utf8" })
+    const out = (await exec(process.execPath, ["--input-type=module", "-e", script])).stdout
     assert.deepStrictEqual(JSON.parse(out), { hits: 1, ok: true, kinds: ["function", "function", "function"] })
   })
 })
