@@ -278,17 +278,16 @@ export const make = Effect.gen(function* () {
   const firstContact = (epoch: string) =>
     inTransaction(
       Effect.gen(function* () {
-        const bookkept = yield* raw(() => {
-          if (stmts.getKey.get("epoch") !== undefined) return undefined
-          return Number(stmts.recordedUpTo.get()) > 0 || Number(stmts.getKey.get("cursor") ?? 0) > 0
-        })
-        if (bookkept === undefined) return "kept" as const
-        if (bookkept) {
-          yield* reset(epoch)
-          return "reset" as const
-        }
-        yield* raw(() => stmts.setKey.run("epoch", epoch))
-        return "adopted" as const
+        const outcome = yield* raw(() =>
+          stmts.getKey.get("epoch") !== undefined
+            ? ("kept" as const)
+            : Number(stmts.recordedUpTo.get()) > 0 || Number(stmts.getKey.get("cursor") ?? 0) > 0
+              ? ("reset" as const)
+              : ("adopted" as const)
+        )
+        if (outcome === "reset") yield* reset(epoch)
+        if (outcome === "adopted") yield* raw(() => stmts.setKey.run("epoch", epoch))
+        return outcome
       })
     )
 

@@ -102,11 +102,10 @@ export const make = (deps: Deps) => {
    * the same ids in another order) could later pass for agreement with another log. So no step records a seq
    * before an epoch is stored: the first one asks for the head and adopts its epoch (Ledger.firstContact).
    */
-  const contact: Effect.Effect<"known" | "adopted" | "reset", SyncError | StorageError> = Effect.gen(function* () {
-    if ((yield* ledger.get("epoch")) !== undefined) return "known"
+  const contact: Effect.Effect<"kept" | "adopted" | "reset", SyncError | StorageError> = Effect.gen(function* () {
+    if ((yield* ledger.get("epoch")) !== undefined) return "kept"
     const head = yield* request((t) => transport.head(t))
     const outcome = yield* ledger.firstContact(head.epoch)
-    if (outcome === "kept") return "known"
     if (outcome === "reset") {
       yield* Effect.logWarning("sync bookkeeping without a server epoch (an older memsync?): re-checking every event")
     }

@@ -97,6 +97,18 @@ const bookkeeping = (a: Effect.Effect.Success<ReturnType<typeof makeReplica>>) =
     epoch: db.prepare(`SELECT value FROM sync_state WHERE key = 'epoch'`).pluck().get()
   }))
 
+/** A transport whose head requests time out while `works` is false; every other call goes through. */
+const headLostUnless =
+  (works: Ref.Ref<boolean>) =>
+  (inner: Transport): Transport =>
+    Transport.of({
+      ...inner,
+      head: (t) =>
+        Effect.flatMap(Ref.get(works), (ok) =>
+          ok ? inner.head(t) : new TransientError({ kind: "timeout", message: "head lost" })
+        )
+    })
+
 describe("first contact", () => {
   it.scoped("nothing is pushed or pulled before the server's epoch is known", () =>
     Effect.gen(function* () {
@@ -104,14 +116,7 @@ describe("first contact", () => {
       const headWorks = yield* Ref.make(false)
       const a = yield* makeReplica(server, {
         engine: { background: false },
-        wrap: (inner) =>
-          Transport.of({
-            ...inner,
-            head: (t) =>
-              Effect.flatMap(Ref.get(headWorks), (ok) =>
-                ok ? inner.head(t) : new TransientError({ kind: "timeout", message: "head lost" })
-              )
-          })
+        wrap: headLostUnless(headWorks)
       })
       yield* a.store.create({ content: "written offline" })
       const failed = yield* Effect.flip(a.engine.syncNow)
@@ -191,14 +196,7 @@ describe("first contact", () => {
       const a = yield* makeReplica(server, {
         clientId: "a",
         engine: { pullIntervalMs: 1_000 },
-        wrap: (inner) =>
-          Transport.of({
-            ...inner,
-            head: (t) =>
-              Effect.flatMap(Ref.get(headWorks), (ok) =>
-                ok ? inner.head(t) : new TransientError({ kind: "timeout", message: "head lost" })
-              )
-          })
+        wrap: headLostUnless(headWorks)
       })
       // Many pull cycles (the interval and the backoff retries) with every pull possible but the head.
       for (let i = 0; i < 30; i++) yield* TestClock.adjust(1_000)
