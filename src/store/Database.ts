@@ -27,6 +27,7 @@ import {
   StorageError,
   WrongDatabaseKind
 } from "./Errors.js"
+import * as Checkpointer from "./Checkpointer.js"
 import { migrate } from "./Migrations.js"
 
 /** How to open a database. */
@@ -79,14 +80,23 @@ export type OpenError =
 export const make = (config: Config): Effect.Effect<Database, OpenError, Scope.Scope> =>
   Effect.gen(function* () {
     const db = yield* Effect.acquireRelease(open(config), (db) => Effect.sync(() => db.close()))
+    // Released before the connection closes (finalizers run in reverse order).
+    const checkpointer = yield* Effect.acquireRelease(
+      Effect.sync(() => (isWal(config) ? Checkpointer.make(config.filename, db) : undefined)),
+      (c) => (c === undefined ? Effect.void : c.stop)
+    )
+    const committed = () => checkpointer?.committed()
     const semaphore = yield* Effect.makeSemaphore(1)
     const connection = makeConnection(db)
     const acquirer = semaphore.withPermits(1)(Effect.succeed(connection))
+    // A transaction's scope closes after its COMMIT (or ROLLBACK): that is where the checkpointer hears of it.
     const transactionAcquirer = Effect.uninterruptibleMask((restore) =>
       Effect.as(
         Effect.zipRight(
           restore(semaphore.take(1)),
-          Effect.tap(Effect.scope, (scope) => Scope.addFinalizer(scope, semaphore.release(1)))
+          Effect.tap(Effect.scope, (scope) =>
+            Scope.addFinalizer(scope, Effect.zipRight(Effect.sync(committed), semaphore.release(1)))
+          )
         ),
         connection
       )
@@ -116,7 +126,7 @@ export const make = (config: Config): Effect.Effect<Database, OpenError, Scope.S
       )
     }
 
-    const write = rawTransaction(db, config.readonly === true ? "BEGIN" : "BEGIN IMMEDIATE", raw)
+    const write = rawTransaction(db, config.readonly === true ? "BEGIN" : "BEGIN IMMEDIATE", raw, committed)
 
     const transaction = <A, E, R>(body: Effect.Effect<A, E, R>): Effect.Effect<A, E | StorageError, R> =>
       sql.withTransaction(body).pipe(
@@ -230,6 +240,10 @@ const statOf = (path: string): Stats | undefined => {
   }
 }
 
+/** A file opened for writing is in WAL mode (`open` sets it), so it gets a checkpointer. */
+const isWal = (config: Config): boolean =>
+  config.filename !== ":memory:" && config.filename !== "" && config.readonly !== true
+
 /** SQLITE_CORRUPT and its extended codes (better-sqlite3 puts the name in `code`). */
 const isCorruptCode = (cause: unknown): boolean =>
   typeof cause === "object" &&
@@ -247,7 +261,8 @@ const isCorruptCode = (cause: unknown): boolean =>
 const rawTransaction = (
   db: Sqlite.Database,
   begin: string,
-  raw: <A>(f: (db: Sqlite.Database) => A) => Effect.Effect<A, StorageError>
+  raw: <A>(f: (db: Sqlite.Database) => A) => Effect.Effect<A, StorageError>,
+  committed: () => void
 ) => {
   const s = {
     begin: db.prepare(begin),
@@ -265,6 +280,7 @@ const rawTransaction = (
       try {
         const result = f(db)
         ;(nested ? s.release : s.commit).run()
+        if (!nested) committed()
         return result
       } catch (cause) {
         // SQLite may have rolled the transaction back already (e.g. SQLITE_FULL); only undo what is still open.

@@ -1,0 +1,166 @@
+/**
+ * WAL checkpoints on a worker thread, so that a writer never waits for one.
+ *
+ * Why: in WAL mode a commit appends pages to the `-wal` file, and SQLite's auto-checkpoint (run by the commit that
+ * takes the WAL past `wal_autocheckpoint` pages, 1,000 by default) copies them into the database file and fsyncs
+ * it, on the writer's thread, inside that commit. Measured on a bulk ingest (bench/README.md): ~45-50 µs of its
+ * ~200 µs per event; it is also the p99 of an interactive create. A PASSIVE checkpoint by another connection runs
+ * while the writer goes on appending (neither waits for the other), so a worker thread does it, on another core.
+ * Durability is unchanged: a commit is exactly as durable as before (the WAL holds it), and a checkpoint
+ * interrupted by a crash is finished by the next open.
+ *
+ * The worker starts the first time the WAL file is found past the auto-checkpoint size (the file keeps its size when
+ * SQLite reuses it, so this is "the first time a checkpoint was due"): a thread costs ~60 ms of CPU to start, which a
+ * short CLI command or a small test database would pay for nothing. Until the worker runs, and if it ever fails,
+ * SQLite's own auto-checkpoint does the work as before; while it runs, the writer's auto-checkpoint stays on as a
+ * safety net at `SAFETY_FACTOR` times the size (it also lets SQLite restart the WAL from its beginning when the
+ * writer never pauses long enough for the worker to catch up).
+ */
+import type Sqlite from "better-sqlite3"
+import { Effect } from "effect"
+import { statSync } from "node:fs"
+import { createRequire } from "node:module"
+import { resolve } from "node:path"
+import { Worker } from "node:worker_threads"
+
+/** The checkpointer of one open database. */
+export interface Checkpointer {
+  /** Call after every commit of the writer connection (cheap: a shared counter, and a `stat` until the worker runs). */
+  readonly committed: () => void
+  /** Where the worker stands (tests, diagnostics). */
+  readonly state: () => State
+  /** How many checkpoints the worker has run. */
+  readonly checkpoints: () => number
+  /** Stop the worker and wait until it has closed its connection. Run before the writer's connection closes. */
+  readonly stop: Effect.Effect<void>
+}
+
+/** `idle`: not started (no checkpoint was due yet); `failed`: the worker died, SQLite's auto-checkpoint took over. */
+export type State = "idle" | "starting" | "running" | "failed" | "stopped"
+
+/** Options (tests). */
+export interface Options {
+  /** How often the worker looks for new commits, in milliseconds. Default 50. */
+  readonly intervalMs?: number
+  /** The module the worker loads to open the database. Default: better-sqlite3, resolved from this module. */
+  readonly driver?: string
+}
+
+/** The writer's own auto-checkpoint while the worker runs: this many times the size it had. */
+export const SAFETY_FACTOR = 10
+
+// Slots of the shared counters. The worker reports through them rather than by message: a writer busy with a bulk
+// load may not turn its event loop for seconds, and it must hear at once that the worker runs (or died).
+const COMMITS = 0
+const STOP = 1
+const DONE = 2
+const WORKER = 3
+const READY = 1
+const DEAD = 2
+
+/**
+ * The worker, as CommonJS source: the CLI runs from a one-file bundle, where a worker module of its own would have
+ * no file to load. It waits on the shared STOP slot with a timeout (a wake-up every `intervalMs`), and checkpoints
+ * when the writer has committed since its last look.
+ */
+const WORKER_SOURCE = `
+const { workerData } = require("node:worker_threads")
+const flags = new Int32Array(workerData.flags)
+try {
+  const Sqlite = require(workerData.driver)
+  const db = new Sqlite(workerData.filename, { fileMustExist: true })
+  const checkpoint = db.prepare("PRAGMA wal_checkpoint(PASSIVE)")
+  Atomics.store(flags, ${WORKER}, ${READY})
+  let seen = 0
+  while (Atomics.load(flags, ${STOP}) === 0) {
+    Atomics.wait(flags, ${STOP}, 0, workerData.intervalMs)
+    const commits = Atomics.load(flags, ${COMMITS})
+    if (commits !== seen && Atomics.load(flags, ${STOP}) === 0) {
+      seen = commits
+      checkpoint.run()
+      Atomics.add(flags, ${DONE}, 1)
+    }
+  }
+  db.close()
+} catch (e) {
+  Atomics.store(flags, ${WORKER}, ${DEAD})
+  throw e
+}
+`
+
+/** A checkpointer for the WAL database `filename`, open (for writing) on `db`. */
+export const make = (filename: string, db: Sqlite.Database, options: Options = {}): Checkpointer => {
+  // Absolute: the worker must open this very file even if the process changes directory meanwhile.
+  const path = resolve(filename)
+  const wal = `${path}-wal`
+  const autocheckpoint = Number(db.pragma("wal_autocheckpoint", { simple: true }))
+  const due = autocheckpoint * Number(db.pragma("page_size", { simple: true }))
+  const flags = new Int32Array(new SharedArrayBuffer(4 * Int32Array.BYTES_PER_ELEMENT))
+  let state: State = autocheckpoint > 0 ? "idle" : "stopped"
+  let worker: Worker | undefined
+
+  /** Set the writer's auto-checkpoint, unless its connection is gone (a crash simulation closes it under us). */
+  const setAutocheckpoint = (pages: number) => {
+    if (db.open) db.pragma(`wal_autocheckpoint = ${pages}`)
+  }
+
+  const start = () => {
+    state = "starting"
+    const w = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: {
+        driver: options.driver ?? createRequire(import.meta.url).resolve("better-sqlite3"),
+        filename: path,
+        flags: flags.buffer,
+        intervalMs: options.intervalMs ?? 50
+      }
+    })
+    // A checkpointer never keeps a process alive; `stop` holds it while it waits for the exit.
+    w.unref()
+    // An exit before `stop` is a failure even when the worker could not say so (killed, out of memory).
+    w.on("exit", () => Atomics.compareExchange(flags, WORKER, READY, DEAD))
+    // Its error is already accounted for (the writer's auto-checkpoint takes over); it must not crash the process.
+    w.on("error", () => Atomics.store(flags, WORKER, DEAD))
+    worker = w
+  }
+
+  /** Follow the worker's reports: raise the writer's auto-checkpoint while it runs, restore it if it dies. */
+  const follow = () => {
+    const reported = Atomics.load(flags, WORKER)
+    if (state === "starting" && reported === READY) {
+      state = "running"
+      setAutocheckpoint(autocheckpoint * SAFETY_FACTOR)
+    } else if ((state === "starting" || state === "running") && reported === DEAD) {
+      state = "failed"
+      setAutocheckpoint(autocheckpoint)
+    }
+  }
+
+  const committed = () => {
+    Atomics.add(flags, COMMITS, 1)
+    if (state === "idle") {
+      if ((statSync(wal, { throwIfNoEntry: false })?.size ?? 0) >= due) start()
+    } else if (state === "starting" || state === "running") follow()
+  }
+
+  const stop = Effect.async<void>((resume) => {
+    const w = worker
+    const alive = (state === "running" || state === "starting") && Atomics.load(flags, WORKER) !== DEAD
+    state = "stopped"
+    if (w === undefined || !alive) return resume(Effect.void)
+    w.ref()
+    w.once("exit", () => resume(Effect.void))
+    Atomics.store(flags, STOP, 1)
+    Atomics.notify(flags, STOP)
+  })
+
+  return {
+    committed,
+    state: () => {
+      follow()
+      return state
+    },
+    checkpoints: () => Atomics.load(flags, DONE),
+    stop
+  }
+}
