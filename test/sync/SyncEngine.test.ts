@@ -57,6 +57,28 @@ describe("SyncEngine", () => {
     })
   )
 
+  it.scoped("a steady writer is pushed once per commit window, not once per round trip", () =>
+    Effect.gen(function* () {
+      const server = yield* makeServer()
+      const a = yield* makeReplica(server, { clientId: "a", engine: { commitDebounceMs: 100 } })
+      yield* waitUntil(Effect.map(SubscriptionRef.get(a.engine.status), (s) => s.firstPullDone && s.state === "idle"))
+      // Each push takes 5 ms; a commit every 2 ms for 1 s. Draining after every answer would push ~200 times, a few
+      // events each, each push a transaction competing with the writer for the connection.
+      yield* a.controls.setDelay(5)
+      const before = (yield* a.controls.calls).filter((c) => c.op === "push").length
+      for (let i = 0; i < 500; i++) {
+        yield* a.store.create({ content: `steady ${i}` })
+        yield* TestClock.adjust("2 millis")
+        yield* settle
+      }
+      yield* waitUntil(Effect.map(headOf(server), (h) => h === 500))
+      const pushes = (yield* a.controls.calls).filter((c) => c.op === "push").length - before
+      // One per 100 ms window (10 in 1 s), give or take the windows at the edges.
+      assert.isAtLeast(pushes, 8)
+      assert.isAtMost(pushes, 14)
+    })
+  )
+
   it.scoped("transient errors retry with backoff, report offline, then recover", () =>
     Effect.gen(function* () {
       const server = yield* makeServer()
