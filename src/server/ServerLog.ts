@@ -172,7 +172,7 @@ export const make = (limits: Partial<Limits> = {}): Effect.Effect<Service, Serve
       return yield* toServerError(
         database.raw(() => {
           const page = readPage(space, after, limit)
-          return { events: page.rows.map(toPulled), head: page.head, hasMore: page.hasMore }
+          return { events: page.rows.map(toPulled), head: page.head, hasMore: page.hasMore, epoch }
         })
       )
     })
@@ -190,7 +190,7 @@ export const make = (limits: Partial<Limits> = {}): Effect.Effect<Service, Serve
           return Buffer.concat([
             PAGE_OPEN,
             page.events ?? EMPTY_BYTES,
-            Buffer.from(`],"head":${head},"hasMore":${hasMore}}`)
+            Buffer.from(`],"head":${head},"hasMore":${hasMore},"epoch":${JSON.stringify(epoch)}}`)
           ])
         })
       )

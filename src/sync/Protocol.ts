@@ -106,8 +106,16 @@ export const PullParams = Schema.Struct({
     default: () => 1_000
   })
 })
-/** `GET /v1/pull` answer. */
-export const PullResponse = Schema.Struct({ events: PulledEvents, head: Seq, hasMore: Schema.Boolean })
+/**
+ * `GET /v1/pull` answer. `epoch` names the log the page was read from, so a client never applies a page of a log
+ * other than the one its cursor indexes; it is optional because servers before it did not send it.
+ */
+export const PullResponse = Schema.Struct({
+  events: PulledEvents,
+  head: Seq,
+  hasMore: Schema.Boolean,
+  epoch: Schema.optional(Schema.String)
+})
 export type PullResponse = typeof PullResponse.Type
 
 /** `GET /v1/head` answer. */

@@ -46,7 +46,10 @@ export interface PushCounts {
   readonly rejected: number
 }
 
-/** Counts of one pull drain; `behind` is true when the server's head is below our cursor (its log was replaced). */
+/**
+ * Counts of one pull drain. `behind` is true when the server's log is not the one our cursor indexes: its head is
+ * below the cursor (restored from a backup), or a page came from another epoch (the log was replaced). Resync repairs.
+ */
 export interface PullCounts {
   readonly pulled: number
   readonly behind: boolean
@@ -202,6 +205,9 @@ export const make = (deps: Deps) => {
   const pullUnlocked: Effect.Effect<PullCounts, SyncError | StorageError> = Effect.scoped(
     Effect.gen(function* () {
       let pulled = 0
+      // Pages of another log are never applied: their seqs would be filed under this epoch, and their events read
+      // from a cursor that indexes the old log (skipping the new log's first events). First contact stored it.
+      const epoch = yield* ledger.get("epoch")
       let prefetch: { readonly after: number; readonly fiber: Fiber.Fiber<PullResponse, SyncError> } | undefined
       while (true) {
         const after = yield* ledger.cursor
@@ -216,6 +222,7 @@ export const make = (deps: Deps) => {
               ? yield* Fiber.join(ahead.fiber)
               : yield* Effect.zipRight(Fiber.interrupt(ahead.fiber), pullPage(after))
         if (page.head < after) return { pulled, behind: true }
+        if (page.epoch !== undefined && epoch !== undefined && page.epoch !== epoch) return { pulled, behind: true }
         if (page.events.length === 0) break
         const last = page.events[page.events.length - 1]!.seq
         if (page.hasMore) {

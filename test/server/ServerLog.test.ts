@@ -138,6 +138,7 @@ describe("ServerLog", () => {
         const page = yield* log.pull("s", after, limit)
         assert.strictEqual(Buffer.from(body).toString("utf8"), JSON.stringify(page))
         assert.deepStrictEqual(body, ServerLog.encodePage(page))
+        assert.strictEqual(page.epoch, log.epoch)
       }
     })
   )

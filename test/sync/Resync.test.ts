@@ -186,6 +186,48 @@ describe("first contact", () => {
       })
   )
 
+  it.scoped("a pull never applies a page of another log: it stops at the changed epoch, and resync repairs", () =>
+    Effect.gen(function* () {
+      const first = yield* makeServer()
+      const headWorks = yield* Ref.make(true)
+      const a = yield* makeReplica(first, {
+        clientId: "a",
+        engine: { background: false },
+        wrap: headLostUnless(headWorks)
+      })
+      for (const content of ["a1", "a2"]) yield* a.store.create({ content })
+      yield* a.engine.syncNow
+      const before = yield* bookkeeping(a)
+      assert.strictEqual(before.cursor, "2")
+
+      // The log is replaced by a longer one (another epoch): from a's cursor, seqs 3 and 4 exist there too.
+      const second = yield* makeServer()
+      const b = yield* makeReplica(second, { clientId: "b", engine: { background: false } })
+      for (const content of ["b1", "b2", "b3", "b4"]) yield* b.store.create({ content })
+      yield* b.engine.syncNow
+      yield* a.controls.replaceServer(second)
+
+      // Resync cannot run (no head), so only the pull sees the new log: it must apply nothing and record nothing.
+      yield* Ref.set(headWorks, false)
+      assert.strictEqual((yield* Effect.flip(a.engine.syncNow))._tag, "TransientError")
+      assert.deepStrictEqual(yield* bookkeeping(a), before)
+      assert.deepStrictEqual(
+        (yield* a.store.list({})).map((m) => m.content),
+        ["a1", "a2"],
+        "no event of the other log was applied"
+      )
+
+      // With the head back, resync adopts the new log and both sides converge.
+      yield* Ref.set(headWorks, true)
+      yield* a.engine.syncNow
+      const after = yield* bookkeeping(a)
+      assert.strictEqual(after.epoch, second.epoch)
+      assert.strictEqual((yield* second.head(SPACE)).head, 6)
+      assert.strictEqual((yield* a.store.list({})).length, 6)
+      assert.strictEqual((yield* a.engine.ledger.counts).pending, 0)
+    })
+  )
+
   it.scoped("the background pull records nothing either while the head cannot be read", () =>
     Effect.gen(function* () {
       const server = yield* makeServer()
