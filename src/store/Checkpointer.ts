@@ -21,7 +21,7 @@ import { Effect } from "effect"
 import { statSync } from "node:fs"
 import { createRequire } from "node:module"
 import { resolve } from "node:path"
-import { Worker } from "node:worker_threads"
+import { Worker, type WorkerOptions } from "node:worker_threads"
 
 /** The checkpointer of one open database. */
 export interface Checkpointer {
@@ -44,6 +44,8 @@ export interface Options {
   readonly intervalMs?: number
   /** The module the worker loads to open the database. Default: better-sqlite3, resolved from this module. */
   readonly driver?: string
+  /** Creates the thread. Default: `new Worker` (tests: one that throws, as Node does when no thread can be made). */
+  readonly spawn?: (source: string, options: WorkerOptions) => Worker
 }
 
 /** The writer's own auto-checkpoint while the worker runs: this many times the size it had. */
@@ -106,7 +108,8 @@ export const make = (filename: string, db: Sqlite.Database, options: Options = {
 
   const start = () => {
     state = "starting"
-    const w = new Worker(WORKER_SOURCE, {
+    const spawn = options.spawn ?? ((source, o) => new Worker(source, o))
+    const w = spawn(WORKER_SOURCE, {
       eval: true,
       workerData: {
         driver: options.driver ?? createRequire(import.meta.url).resolve("better-sqlite3"),
@@ -136,11 +139,18 @@ export const make = (filename: string, db: Sqlite.Database, options: Options = {
     }
   }
 
+  // Never throws: it runs after a COMMIT, which must not be reported as failed (nor its lock kept) because a thread
+  // could not be made (Node throws EAGAIN under a thread limit) or the WAL could not be looked at. Either leaves the
+  // checkpoints to the writer's own auto-checkpoint, unchanged until a worker reports that it runs.
   const committed = () => {
     Atomics.add(flags, COMMITS, 1)
-    if (state === "idle") {
-      if ((statSync(wal, { throwIfNoEntry: false })?.size ?? 0) >= due) start()
-    } else if (state === "starting" || state === "running") follow()
+    try {
+      if (state === "idle") {
+        if ((statSync(wal, { throwIfNoEntry: false })?.size ?? 0) >= due) start()
+      } else if (state === "starting" || state === "running") follow()
+    } catch {
+      if (worker === undefined) state = "failed"
+    }
   }
 
   const stop = Effect.async<void>((resume) => {

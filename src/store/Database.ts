@@ -95,7 +95,7 @@ export const make = (config: Config): Effect.Effect<Database, OpenError, Scope.S
         Effect.zipRight(
           restore(semaphore.take(1)),
           Effect.tap(Effect.scope, (scope) =>
-            Scope.addFinalizer(scope, Effect.zipRight(Effect.sync(committed), semaphore.release(1)))
+            Scope.addFinalizer(scope, Effect.ensuring(Effect.sync(committed), semaphore.release(1)))
           )
         ),
         connection
@@ -277,11 +277,10 @@ const rawTransaction = (
       // Inside an open transaction (`raw` joined it): a savepoint, so a throw undoes only this write.
       const nested = db.inTransaction
       ;(nested ? s.savepoint : s.begin).run()
+      let result: A
       try {
-        const result = f(db)
+        result = f(db)
         ;(nested ? s.release : s.commit).run()
-        if (!nested) committed()
-        return result
       } catch (cause) {
         // SQLite may have rolled the transaction back already (e.g. SQLITE_FULL); only undo what is still open.
         if (db.inTransaction) {
@@ -292,6 +291,9 @@ const rawTransaction = (
         }
         throw cause
       }
+      // After the try: whatever happens here, the write is committed and must not be reported as failed.
+      if (!nested) committed()
+      return result
     })
 }
 

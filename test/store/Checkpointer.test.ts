@@ -106,6 +106,32 @@ describe("Checkpointer", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live("a thread that cannot be made is a failed start, never an error after the commit", () =>
+    Effect.gen(function* () {
+      const file = join(yield* tempDir, "no-thread.db")
+      const db = walDatabase(file)
+      let tries = 0
+      const c = Checkpointer.make(file, db, {
+        spawn: () => {
+          tries++
+          // What Node throws when the process may not start another thread.
+          throw Object.assign(new Error("Failed to create worker thread (EAGAIN)"), { code: "ERR_WORKER_INIT_FAILED" })
+        }
+      })
+      writePages(db, 30)
+      assert.doesNotThrow(() => c.committed())
+      assert.strictEqual(c.state(), "failed")
+      assert.strictEqual(autocheckpoint(db), 20)
+      // It does not try again at every commit.
+      writePages(db, 30)
+      c.committed()
+      assert.strictEqual(tries, 1)
+      yield* c.stop
+      db.close()
+      assert.isFalse(existsSync(`${file}-wal`))
+    }).pipe(Effect.scoped)
+  )
+
   it.live("stop before the worker is up still waits for it, and a stopped checkpointer stays stopped", () =>
     Effect.gen(function* () {
       const file = join(yield* tempDir, "early.db")
