@@ -150,7 +150,7 @@ export const make = (limits: Partial<Limits> = {}): Effect.Effect<Service, Serve
           : database.sql.withTransaction(write(space, admitted, now))
       )
       for (const [index, result] of written.results) results[index] = result
-      return { results: results.filter((r) => r !== undefined), head: written.head }
+      return { results: results.filter((r) => r !== undefined), head: written.head, epoch }
     })
 
     /** A pull's arguments clamped: `from` >= 0, `take` in 1..maxPullLimit (both forms of pull read them so). */

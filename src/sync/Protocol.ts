@@ -38,8 +38,15 @@ export type PushResult = typeof PushResult.Type
 
 /** `POST /v1/push` body: events are decoded one by one by the server, so a bad one is rejected alone. */
 export const PushRequest = Schema.Struct({ events: Schema.Array(Schema.Unknown) })
-/** `POST /v1/push` answer. */
-export const PushResponse = Schema.Struct({ results: Schema.Array(PushResult), head: Seq })
+/**
+ * `POST /v1/push` answer. `epoch` names the log the results' seqs belong to, as in `PullResponse`: a client records no
+ * seq of a log other than the one its bookkeeping is about. Optional because servers before it did not send it.
+ */
+export const PushResponse = Schema.Struct({
+  results: Schema.Array(PushResult),
+  head: Seq,
+  epoch: Schema.optional(Schema.String)
+})
 export type PushResponse = typeof PushResponse.Type
 
 /** An event as the server serves it: the envelope plus its seq in the space. */

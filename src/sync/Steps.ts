@@ -40,10 +40,14 @@ export interface Deps {
   readonly onProgress: (what: "push" | "pull") => Effect.Effect<void>
 }
 
-/** Counts of one push drain. */
+/**
+ * Counts of one push drain. `behind` is true when the server answered from another log than the one our bookkeeping
+ * is about (another epoch): nothing of that answer was recorded, and resync repairs.
+ */
 export interface PushCounts {
   readonly pushed: number
   readonly rejected: number
+  readonly behind: boolean
 }
 
 /**
@@ -119,8 +123,11 @@ export const make = (deps: Deps) => {
     // After a reset every event is queued again: pull first, so what the server holds leaves the queue (as resync
     // does) instead of being sent back to it.
     if ((yield* contact) === "reset") yield* pull
+    // The answers of another log are not recorded (see PushCounts), as a pull applies no page of one.
+    const epoch = yield* ledger.get("epoch")
     let pushed = 0
     let rejected = 0
+    let behind = false
     let size = deps.batchSize
     while (true) {
       // Read before the batch: an answer to this push is recorded only if no resync reset the bookkeeping meanwhile.
@@ -132,7 +139,11 @@ export const make = (deps: Deps) => {
       // will never read (it exceeds the body limit by itself), so it is dead-lettered as too-large, as the server
       // rejects an event over its per-event limit: left queued, it would hold back every later write for ever.
       const answered = yield* request((t) => transport.push(t, envelopes)).pipe(
-        Effect.map((response): ReadonlyArray<PushResult> | undefined => response.results),
+        Effect.map((response): ReadonlyArray<PushResult> | "other-log" | undefined =>
+          response.epoch !== undefined && epoch !== undefined && response.epoch !== epoch
+            ? "other-log"
+            : response.results
+        ),
         Effect.catchIf(
           (e) => e._tag === "ProtocolError" && e.status === 413,
           (e) => Effect.succeed(size > 1 ? undefined : tooLarge(envelopes, e.message))
@@ -141,6 +152,11 @@ export const make = (deps: Deps) => {
       if (answered === undefined) {
         size = Math.max(1, Math.floor(size / 2))
         continue
+      }
+      // The events stay queued: resync adopts the new log, pulls back what it holds of them, and pushes the rest.
+      if (answered === "other-log") {
+        behind = true
+        break
       }
       const known = new Set(envelopes.map((e) => e.id))
       const results = answered.filter((r) => known.has(r.id))
@@ -160,7 +176,7 @@ export const make = (deps: Deps) => {
     }
     // When a batch was last recorded: a drain that found nothing to send sent no push (the server may be unreachable).
     if (pushed + rejected > 0) yield* ledger.set("last_push_at", String(yield* Clock.currentTimeMillis))
-    return { pushed, rejected }
+    return { pushed, rejected, behind }
   })
 
   /**

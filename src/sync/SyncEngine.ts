@@ -295,7 +295,13 @@ export const make = (config: Config) =>
     const signalAll = Effect.all([Queue.offer(pushSignal, void 0), Queue.offer(pullSignal, void 0)])
 
     const fibers = [
-      loop(pushSignal, runStep("push", steps.push)),
+      loop(
+        pushSignal,
+        runStep(
+          "push",
+          Effect.tap(steps.push, (r) => (r.behind ? Queue.offer(resyncSignal, void 0) : Effect.void))
+        )
+      ),
       loop(
         pullSignal,
         Effect.gen(function* () {

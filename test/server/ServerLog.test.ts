@@ -36,6 +36,7 @@ describe("ServerLog", () => {
         ["accepted:1", "accepted:2", "duplicate:1", "rejected:id-conflict"]
       )
       assert.strictEqual(r.head, 2)
+      assert.strictEqual(r.epoch, log.epoch)
     })
   )
 

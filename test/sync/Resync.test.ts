@@ -212,7 +212,8 @@ describe("first contact", () => {
       assert.strictEqual((yield* Effect.flip(a.engine.syncNow))._tag, "TransientError")
       assert.deepStrictEqual(yield* bookkeeping(a), before)
       assert.deepStrictEqual(
-        (yield* a.store.list({})).map((m) => m.content),
+        // Sorted: created in the same (test clock) millisecond, they are listed in the order of their random ids.
+        (yield* a.store.list({})).map((m) => m.content).sort(),
         ["a1", "a2"],
         "no event of the other log was applied"
       )
@@ -224,6 +225,44 @@ describe("first contact", () => {
       assert.strictEqual(after.epoch, second.epoch)
       assert.strictEqual((yield* second.head(SPACE)).head, 6)
       assert.strictEqual((yield* a.store.list({})).length, 6)
+      assert.strictEqual((yield* a.engine.ledger.counts).pending, 0)
+    })
+  )
+
+  it.scoped("a push records no answer of another log: its events stay queued, and resync repairs", () =>
+    Effect.gen(function* () {
+      const first = yield* makeServer()
+      const headWorks = yield* Ref.make(true)
+      const a = yield* makeReplica(first, {
+        clientId: "a",
+        engine: { background: false },
+        wrap: headLostUnless(headWorks)
+      })
+      for (const content of ["a1", "a2"]) yield* a.store.create({ content })
+      yield* a.engine.syncNow
+      const before = yield* bookkeeping(a)
+
+      // The log is replaced (another epoch) and a writes again: the new log accepts a3, at a seq of its own.
+      const second = yield* makeServer()
+      const b = yield* makeReplica(second, { clientId: "b", engine: { background: false } })
+      yield* b.store.create({ content: "b1" })
+      yield* b.engine.syncNow
+      yield* a.controls.replaceServer(second)
+      yield* a.store.create({ content: "a3" })
+
+      // Resync cannot run (no head): the push's answer names the other epoch, so nothing of it is recorded.
+      yield* Ref.set(headWorks, false)
+      assert.strictEqual((yield* Effect.flip(a.engine.syncNow))._tag, "TransientError")
+      assert.strictEqual((yield* second.head(SPACE)).head, 2, "the new log did take a3")
+      assert.deepStrictEqual(yield* bookkeeping(a), before, "no seq of the new log filed under the old epoch")
+      assert.strictEqual((yield* a.engine.ledger.counts).pending, 1, "a3 is still queued")
+
+      // With the head back, resync adopts the new log; a3 is held there once, and both sides converge.
+      yield* Ref.set(headWorks, true)
+      yield* a.engine.syncNow
+      assert.strictEqual((yield* bookkeeping(a)).epoch, second.epoch)
+      assert.strictEqual((yield* second.head(SPACE)).head, 4, "b1, a3, then a1 and a2")
+      assert.deepStrictEqual((yield* a.store.list({})).map((m) => m.content).sort(), ["a1", "a2", "a3", "b1"])
       assert.strictEqual((yield* a.engine.ledger.counts).pending, 0)
     })
   )
