@@ -75,6 +75,13 @@ const tooLarge = (events: ReadonlyArray<{ readonly id: string }>, why: string): 
 export const PAGE_GROWTH_AFTER = 4
 
 /** Make the steps over their dependencies. */
+/**
+ * Whether an answer came from another server log than the one this replica's bookkeeping is about (its epoch differs
+ * from the stored one). Unknown on either side (a server before answers carried it, no contact yet) is not evidence.
+ */
+const fromAnotherLog = (answered: string | undefined, stored: string | undefined): boolean =>
+  answered !== undefined && stored !== undefined && answered !== stored
+
 export const make = (deps: Deps) => {
   const { transport, ledger, credentials, refused } = deps
 
@@ -140,9 +147,7 @@ export const make = (deps: Deps) => {
       // rejects an event over its per-event limit: left queued, it would hold back every later write for ever.
       const answered = yield* request((t) => transport.push(t, envelopes)).pipe(
         Effect.map((response): ReadonlyArray<PushResult> | "other-log" | undefined =>
-          response.epoch !== undefined && epoch !== undefined && response.epoch !== epoch
-            ? "other-log"
-            : response.results
+          fromAnotherLog(response.epoch, epoch) ? "other-log" : response.results
         ),
         Effect.catchIf(
           (e) => e._tag === "ProtocolError" && e.status === 413,
@@ -238,7 +243,7 @@ export const make = (deps: Deps) => {
               ? yield* Fiber.join(ahead.fiber)
               : yield* Effect.zipRight(Fiber.interrupt(ahead.fiber), pullPage(after))
         if (page.head < after) return { pulled, behind: true }
-        if (page.epoch !== undefined && epoch !== undefined && page.epoch !== epoch) return { pulled, behind: true }
+        if (fromAnotherLog(page.epoch, epoch)) return { pulled, behind: true }
         if (page.events.length === 0) break
         const last = page.events[page.events.length - 1]!.seq
         if (page.hasMore) {

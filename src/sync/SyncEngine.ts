@@ -293,22 +293,16 @@ export const make = (config: Config) =>
     const loop = (signal: Queue.Queue<void>, effect: Effect.Effect<void>) =>
       Effect.forever(Effect.zipRight(Queue.take(signal), effect))
     const signalAll = Effect.all([Queue.offer(pushSignal, void 0), Queue.offer(pullSignal, void 0)])
+    /** A push or pull that found the server's log is not ours any more asks resync to repair. */
+    const resyncWhenBehind = <A extends { readonly behind: boolean }, E, R>(step: Effect.Effect<A, E, R>) =>
+      Effect.tap(step, (r) => (r.behind ? Queue.offer(resyncSignal, void 0) : Effect.void))
 
     const fibers = [
-      loop(
-        pushSignal,
-        runStep(
-          "push",
-          Effect.tap(steps.push, (r) => (r.behind ? Queue.offer(resyncSignal, void 0) : Effect.void))
-        )
-      ),
+      loop(pushSignal, runStep("push", resyncWhenBehind(steps.push))),
       loop(
         pullSignal,
         Effect.gen(function* () {
-          yield* runStep(
-            "pull",
-            Effect.tap(steps.pull, (r) => (r.behind ? Queue.offer(resyncSignal, void 0) : Effect.void))
-          )
+          yield* runStep("pull", resyncWhenBehind(steps.pull))
           const n = yield* Ref.updateAndGet(cycles, (c) => c + 1)
           if (n % every === 0) yield* Queue.offer(resyncSignal, void 0)
         })

@@ -109,6 +109,30 @@ const headLostUnless =
         )
     })
 
+/**
+ * Replica a (head requests switchable through `headWorks`) syncs a1 and a2 with one log, then its server is replaced
+ * by another log (another epoch) into which replica b synced `others`. `before` is a's bookkeeping from the first log.
+ */
+const replacedLog = (others: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const first = yield* makeServer()
+    const headWorks = yield* Ref.make(true)
+    const a = yield* makeReplica(first, {
+      clientId: "a",
+      engine: { background: false },
+      wrap: headLostUnless(headWorks)
+    })
+    for (const content of ["a1", "a2"]) yield* a.store.create({ content })
+    yield* a.engine.syncNow
+    const before = yield* bookkeeping(a)
+    const second = yield* makeServer()
+    const b = yield* makeReplica(second, { clientId: "b", engine: { background: false } })
+    for (const content of others) yield* b.store.create({ content })
+    yield* b.engine.syncNow
+    yield* a.controls.replaceServer(second)
+    return { a, second, headWorks, before }
+  })
+
 describe("first contact", () => {
   it.scoped("nothing is pushed or pulled before the server's epoch is known", () =>
     Effect.gen(function* () {
@@ -188,24 +212,9 @@ describe("first contact", () => {
 
   it.scoped("a pull never applies a page of another log: it stops at the changed epoch, and resync repairs", () =>
     Effect.gen(function* () {
-      const first = yield* makeServer()
-      const headWorks = yield* Ref.make(true)
-      const a = yield* makeReplica(first, {
-        clientId: "a",
-        engine: { background: false },
-        wrap: headLostUnless(headWorks)
-      })
-      for (const content of ["a1", "a2"]) yield* a.store.create({ content })
-      yield* a.engine.syncNow
-      const before = yield* bookkeeping(a)
-      assert.strictEqual(before.cursor, "2")
-
       // The log is replaced by a longer one (another epoch): from a's cursor, seqs 3 and 4 exist there too.
-      const second = yield* makeServer()
-      const b = yield* makeReplica(second, { clientId: "b", engine: { background: false } })
-      for (const content of ["b1", "b2", "b3", "b4"]) yield* b.store.create({ content })
-      yield* b.engine.syncNow
-      yield* a.controls.replaceServer(second)
+      const { a, second, headWorks, before } = yield* replacedLog(["b1", "b2", "b3", "b4"])
+      assert.strictEqual(before.cursor, "2")
 
       // Resync cannot run (no head), so only the pull sees the new log: it must apply nothing and record nothing.
       yield* Ref.set(headWorks, false)
@@ -231,23 +240,8 @@ describe("first contact", () => {
 
   it.scoped("a push records no answer of another log: its events stay queued, and resync repairs", () =>
     Effect.gen(function* () {
-      const first = yield* makeServer()
-      const headWorks = yield* Ref.make(true)
-      const a = yield* makeReplica(first, {
-        clientId: "a",
-        engine: { background: false },
-        wrap: headLostUnless(headWorks)
-      })
-      for (const content of ["a1", "a2"]) yield* a.store.create({ content })
-      yield* a.engine.syncNow
-      const before = yield* bookkeeping(a)
-
       // The log is replaced (another epoch) and a writes again: the new log accepts a3, at a seq of its own.
-      const second = yield* makeServer()
-      const b = yield* makeReplica(second, { clientId: "b", engine: { background: false } })
-      yield* b.store.create({ content: "b1" })
-      yield* b.engine.syncNow
-      yield* a.controls.replaceServer(second)
+      const { a, second, headWorks, before } = yield* replacedLog(["b1"])
       yield* a.store.create({ content: "a3" })
 
       // Resync cannot run (no head): the push's answer names the other epoch, so nothing of it is recorded.
