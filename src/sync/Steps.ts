@@ -50,6 +50,17 @@ export interface PushCounts {
   readonly behind: boolean
 }
 
+/** What one resync did: whether it repaired (re-pulled, re-pushed, rebuilt), and the events it pushed and pulled. */
+export interface ResyncCounts {
+  readonly repaired: boolean
+  readonly pushed: number
+  readonly pulled: number
+  readonly rejected: number
+}
+
+/** The running counts of a resync. */
+type Moved = { pushed: number; pulled: number; rejected: number }
+
 /**
  * Counts of one pull drain. `behind` is true when the server's log is not the one our cursor indexes: its head is
  * below the cursor (restored from a backup), or a page came from another epoch (the log was replaced). Resync repairs.
@@ -294,20 +305,25 @@ export const make = (deps: Deps) => {
    * concluding: a push landing between our pull and our head check is the normal life of a shared space, and
    * treating it as disagreement would re-pull the whole log and rebuild the view for nothing.
    */
-  const caughtUpAgreement = Effect.gen(function* () {
-    for (let attempt = 1; ; attempt++) {
-      yield* pullUnlocked
-      const state = yield* inAgreement
-      if (state.agree || !state.moved || attempt >= AGREEMENT_ATTEMPTS) return state
-    }
-  })
+  const caughtUpAgreement = (moved: Moved) =>
+    Effect.gen(function* () {
+      for (let attempt = 1; ; attempt++) {
+        moved.pulled += (yield* pullUnlocked).pulled
+        const state = yield* inAgreement
+        if (state.agree || !state.moved || attempt >= AGREEMENT_ATTEMPTS) return state
+      }
+    })
 
-  /** Check agreement with the server and repair when it is lost. Returns true when a repair ran. */
-  const resync: Effect.Effect<boolean, SyncError | StorageError> = deps.pullLock.withPermits(1)(
+  /**
+   * Check agreement with the server and repair when it is lost. Returns whether a repair ran, and what the check and
+   * the repair moved (a replaced server log gets everything it lacks pushed here, and `syncNow` reports it).
+   */
+  const resync: Effect.Effect<ResyncCounts, SyncError | StorageError> = deps.pullLock.withPermits(1)(
     Effect.gen(function* () {
       yield* contact
-      const first = yield* caughtUpAgreement
-      if (first.agree) return false
+      const moved: Moved = { pushed: 0, pulled: 0, rejected: 0 }
+      const first = yield* caughtUpAgreement(moved)
+      if (first.agree) return { repaired: false, ...moved }
       if (first.epoch !== first.head.epoch) {
         yield* Effect.logWarning("the server's epoch changed: its log was replaced; resyncing from scratch")
       } else if (first.cursor > first.head.head) {
@@ -320,18 +336,20 @@ export const make = (deps: Deps) => {
       // Everything is queued again in the same transaction that forgets the old bookkeeping; the pull then takes off
       // the queue what the server already holds, and the push sends the rest.
       const requeued = yield* ledger.resetForEpoch(first.head.epoch)
-      yield* pullUnlocked
+      moved.pulled += (yield* pullUnlocked).pulled
       if (requeued > 0)
         yield* Effect.logInfo(`re-checking ${requeued} events against the server; pushing what it lacks`)
-      yield* push
-      yield* pullUnlocked
+      const pushed = yield* push
+      moved.pushed += pushed.pushed
+      moved.rejected += pushed.rejected
+      moved.pulled += (yield* pullUnlocked).pulled
       yield* Replay.rebuild().pipe(
         Effect.provideService(Database, deps.database),
         Effect.provideService(Materializer, deps.materializer)
       )
       const after = yield* inAgreement
       if (!after.agree) yield* Effect.logWarning("still not in agreement with the server after a resync")
-      return true
+      return { repaired: true, ...moved }
     })
   )
 

@@ -203,14 +203,15 @@ export const make = (config: Config) =>
       if (mode === "local") return { pushed: 0, pulled: 0, rejected: 0, resynced: false, durationMs: 0 }
       const pushed = yield* steps.push
       const pulled = yield* steps.pull
-      const resynced = yield* steps.resync
+      // A resync moves events too: after a server's log was replaced it pushes everything the new log lacks.
+      const resync = yield* steps.resync
       yield* Effect.ignore(refreshCounts)
       const end = yield* Clock.currentTimeMillis
       return {
-        pushed: pushed.pushed,
-        pulled: pulled.pulled,
-        rejected: pushed.rejected,
-        resynced,
+        pushed: pushed.pushed + resync.pushed,
+        pulled: pulled.pulled + resync.pulled,
+        rejected: pushed.rejected + resync.rejected,
+        resynced: resync.repaired,
         durationMs: end - start
       }
     })
@@ -274,7 +275,7 @@ export const make = (config: Config) =>
       statusChanges: status.changes,
       credentials,
       syncNow,
-      resync: steps.resync,
+      resync: Effect.map(steps.resync, (r) => r.repaired),
       confirm,
       ledger
     })

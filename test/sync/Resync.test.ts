@@ -253,7 +253,12 @@ describe("first contact", () => {
 
       // With the head back, resync adopts the new log; a3 is held there once, and both sides converge.
       yield* Ref.set(headWorks, true)
-      yield* a.engine.syncNow
+      const summary = yield* a.engine.syncNow
+      assert.deepStrictEqual(
+        { pushed: summary.pushed, pulled: summary.pulled, resynced: summary.resynced },
+        { pushed: 2, pulled: 1, resynced: true },
+        "the summary counts what resync moved: a1 and a2 pushed to the new log, b1 pulled from it"
+      )
       assert.strictEqual((yield* bookkeeping(a)).epoch, second.epoch)
       assert.strictEqual((yield* second.head(SPACE)).head, 4, "b1, a3, then a1 and a2")
       assert.deepStrictEqual((yield* a.store.list({})).map((m) => m.content).sort(), ["a1", "a2", "a3", "b1"])
