@@ -9,17 +9,22 @@
  * Durability is unchanged: a commit is exactly as durable as before (the WAL holds it), and a checkpoint
  * interrupted by a crash is finished by the next open.
  *
- * The worker starts the first time the WAL file is found past the auto-checkpoint size (the file keeps its size when
- * SQLite reuses it, so this is "the first time a checkpoint was due"): a thread costs ~60 ms of CPU to start, which a
- * short CLI command or a small test database would pay for nothing. Until the worker runs, and if it ever fails,
+ * The worker starts the first time the WAL holds the auto-checkpoint's number of frames, "the first time a checkpoint
+ * was due": a thread costs ~60 ms of CPU to start, which a short CLI command or a small test database would pay for
+ * nothing. The count is read from the WAL-index (`-shm`), not from the `-wal` file's size: SQLite reuses the file from
+ * its beginning once it was checkpointed and keeps its size, so a WAL made large by a bulk write (this process's, or
+ * another's on the same file, such as a `memsync sync --watch` pulling a backlog) would start a thread for every short
+ * write after it. (Capping the file with `journal_size_limit` would also do, but cutting it back and growing it again
+ * cost a bulk ingest ~5-8% in three interleaved runs.) Until the worker runs, and if it ever fails,
  * SQLite's own auto-checkpoint does the work as before; while it runs, the writer's auto-checkpoint stays on as a
  * safety net at `SAFETY_FACTOR` times the size (it also lets SQLite restart the WAL from its beginning when the
  * writer never pauses long enough for the worker to catch up).
  */
 import type Sqlite from "better-sqlite3"
 import { Effect } from "effect"
-import { statSync } from "node:fs"
+import { closeSync, openSync, readSync } from "node:fs"
 import { createRequire } from "node:module"
+import { endianness } from "node:os"
 import { resolve } from "node:path"
 import { Worker, type WorkerOptions } from "node:worker_threads"
 
@@ -47,6 +52,12 @@ export interface Options {
   /** Creates the thread. Default: `new Worker` (tests: one that throws, as Node does when no thread can be made). */
   readonly spawn?: (source: string, options: WorkerOptions) => Worker
 }
+
+/**
+ * Where the WAL-index header (the first bytes of the `-shm` file) keeps `mxFrame`, the number of valid frames in the
+ * WAL: a 32-bit integer in native byte order (SQLite's file format, "WAL-Index Format").
+ */
+const MX_FRAME_OFFSET = 16
 
 /** The writer's own auto-checkpoint while the worker runs: this many times the size it had. */
 export const SAFETY_FACTOR = 10
@@ -94,9 +105,8 @@ try {
 export const make = (filename: string, db: Sqlite.Database, options: Options = {}): Checkpointer => {
   // Absolute: the worker must open this very file even if the process changes directory meanwhile.
   const path = resolve(filename)
-  const wal = `${path}-wal`
+  const shm = `${path}-shm`
   const autocheckpoint = Number(db.pragma("wal_autocheckpoint", { simple: true }))
-  const due = autocheckpoint * Number(db.pragma("page_size", { simple: true }))
   const flags = new Int32Array(new SharedArrayBuffer(4 * Int32Array.BYTES_PER_ELEMENT))
   let state: State = autocheckpoint > 0 ? "idle" : "stopped"
   let worker: Worker | undefined
@@ -106,7 +116,27 @@ export const make = (filename: string, db: Sqlite.Database, options: Options = {
     if (db.open) db.pragma(`wal_autocheckpoint = ${pages}`)
   }
 
+  // The `-shm` file, open while the checkpointer waits for a checkpoint to be due.
+  let index: number | undefined
+  const header = Buffer.alloc(4)
+  const closeIndex = () => {
+    const fd = index
+    index = undefined
+    try {
+      if (fd !== undefined) closeSync(fd)
+    } catch {
+      // Nothing is left to release: the descriptor is gone either way.
+    }
+  }
+  /** Frames in the WAL since it was last restarted: the WAL-index header's `mxFrame`. */
+  const frames = () => {
+    index ??= openSync(shm, "r")
+    readSync(index, header, 0, 4, MX_FRAME_OFFSET)
+    return endianness() === "LE" ? header.readUInt32LE(0) : header.readUInt32BE(0)
+  }
+
   const start = () => {
+    closeIndex()
     state = "starting"
     const spawn = options.spawn ?? ((source, o) => new Worker(source, o))
     const w = spawn(WORKER_SOURCE, {
@@ -146,14 +176,18 @@ export const make = (filename: string, db: Sqlite.Database, options: Options = {
     Atomics.add(flags, COMMITS, 1)
     try {
       if (state === "idle") {
-        if ((statSync(wal, { throwIfNoEntry: false })?.size ?? 0) >= due) start()
+        if (frames() >= autocheckpoint) start()
       } else if (state === "starting" || state === "running") follow()
     } catch {
-      if (worker === undefined) state = "failed"
+      if (worker === undefined) {
+        state = "failed"
+        closeIndex()
+      }
     }
   }
 
   const stop = Effect.async<void>((resume) => {
+    closeIndex()
     const w = worker
     const alive = (state === "running" || state === "starting") && Atomics.load(flags, WORKER) !== DEAD
     state = "stopped"

@@ -88,6 +88,34 @@ describe("Checkpointer", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live("a WAL left large by another connection's bulk write does not start a thread for a short write", () =>
+    Effect.gen(function* () {
+      const file = join(yield* tempDir, "shared.db")
+      // A long-lived writer (a `memsync sync --watch`, say) made a bulk write, and its checkpoint copied it all.
+      const daemon = walDatabase(file)
+      writePages(daemon, 100)
+      daemon.pragma("wal_checkpoint(PASSIVE)")
+      assert.isAbove(statSync(`${file}-wal`).size, 80 * 4096)
+
+      // A short CLI write on the same file: SQLite restarts the WAL from its beginning (the file keeps its size), so
+      // the WAL holds one page's frames and no checkpoint is due.
+      const cli = new Sqlite(file)
+      cli.pragma("wal_autocheckpoint = 20")
+      const c = Checkpointer.make(file, cli)
+      writePages(cli, 1)
+      c.committed()
+      assert.strictEqual(c.state(), "idle", "no thread for one page")
+
+      // A write that does make a checkpoint due still starts the worker.
+      writePages(cli, 30)
+      c.committed()
+      assert.strictEqual(c.state(), "starting")
+      yield* c.stop
+      cli.close()
+      daemon.close()
+    }).pipe(Effect.scoped)
+  )
+
   it.live("a worker that cannot start leaves the writer's auto-checkpoint as it was, and writes go on", () =>
     Effect.gen(function* () {
       const file = join(yield* tempDir, "broken.db")
