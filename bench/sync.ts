@@ -6,7 +6,9 @@
  *     page size: pull pages over HTTP, decode, ingest + fold into the view and FTS, cursor, then the head/digest
  *     check). Baseline: raw better-sqlite3 inserting the same rows into a bare table in one transaction, measured in
  *     the same run. Target: >= 20k events/s end to end (wall clock). Also shown: events per CPU-second of replica and
- *     server together (the server's CPU read from /proc), which a loaded machine distorts much less than wall time.
+ *     server together (the server's CPU read from /proc), which a loaded machine distorts much less than wall time;
+ *     and the floor: the SQLite statements of one more catch-up, recorded and replayed alone on a fresh file with the
+ *     store's checkpointer (bench/statements.ts), i.e. what SQLite costs for this work with no JavaScript around it.
  * (b) commit latency: p99 of `MemoryStore.create` with the sync engine running in the background (pushing to the
  *     server over HTTP while the writes go on) against the same writes without an engine. Writes are paced (a 1 ms
  *     pause between them, as an interactive writer's would be) so the engine's fibers get to run between them; the
@@ -26,6 +28,7 @@ import * as MemoryStore from "../src/store/MemoryStore.js"
 import * as HttpTransport from "../src/sync/HttpTransport.js"
 import * as SyncEngine from "../src/sync/SyncEngine.js"
 import { makeGenerator, makeInputs } from "./gen.js"
+import { makeRecorder, replay, type Recorder } from "./statements.js"
 import {
   BARE_TABLE,
   childNodeFlags,
@@ -126,6 +129,20 @@ const benchCatchup = async (
         `${result.cpuSeconds.toFixed(2)} s + server ${serverCpu.toFixed(2)} s), raw insert ${fmt(raws[rep]!)} ev/s`
     )
   }
+  // The floor: the statements of one more (untimed) catch-up, replayed alone on a fresh file.
+  progress("recording the SQLite statements of one more catch-up, to replay them alone")
+  const recordedFile = join(dir, "catchup-recorded.db")
+  const recorder = makeRecorder()
+  await catchUp(recordedFile, server.url, recorder)
+  const statements = recorder.stop()
+  removeDb(recordedFile)
+  const floors: Array<number> = []
+  for (let rep = 0; rep < reps; rep++) {
+    const file = join(dir, `catchup-floor-${rep}.db`)
+    floors.push(n / (await replay(file, statements)))
+    removeDb(file)
+  }
+  const floor = median(floors)
   const rate = median(rates)
   const cpuRate = median(cpuRates)
   const raw = median(raws)
@@ -137,7 +154,12 @@ const benchCatchup = async (
     `  raw better-sqlite3 insert, same rows:       ${fmt(raw)} events/s (median), ${fmt(rawCpu)} per CPU-second`
   )
   console.log(
-    `  ${(rate / raw).toFixed(2)}x raw; target >= ${fmt(TARGET_CATCHUP_EVENTS_PER_SECOND)} events/s: ` +
+    `  floor: the replica's SQLite statements alone: ${fmt(floor)} events/s (median of ${reps} replays of ` +
+      `${fmt(statements.length)} recorded statements; ${floors.map((f) => fmt(f)).join(", ")})`
+  )
+  console.log(
+    `  ${(rate / raw).toFixed(2)}x raw, ${(rate / floor).toFixed(2)}x the SQLite floor; target >= ` +
+      `${fmt(TARGET_CATCHUP_EVENTS_PER_SECOND)} events/s: ` +
       (pass ? "PASS" : "MISS")
   )
   return [
@@ -149,6 +171,14 @@ const benchCatchup = async (
       ratio: `${(rate / raw).toFixed(2)}x`,
       target: `>= ${fmt(TARGET_CATCHUP_EVENTS_PER_SECOND)}/s`,
       pass
+    },
+    {
+      bench: "sync catch-up",
+      metric: "floor: the replica's SQLite statements alone",
+      value: fmt(floor),
+      baseline: `${fmt(raw)} raw`,
+      ratio: `${(floor / raw).toFixed(2)}x`,
+      target: "(info)"
     },
     {
       bench: "sync catch-up",
@@ -179,15 +209,20 @@ const rawInsert = (file: string, events: ReadonlyArray<Envelope>): { seconds: nu
   return { seconds, cpuSeconds: (used.user + used.system) / 1e6 }
 }
 
-/** One catch-up of a fresh replica (wall and this process's CPU seconds); the layer's opening is not timed. */
-const catchUp = (file: string, url: string) =>
+/**
+ * One catch-up of a fresh replica (wall and this process's CPU seconds); the layer's opening is not timed. A recorder
+ * records the statements of the catch-up itself (not of the opening).
+ */
+const catchUp = (file: string, url: string, recorder?: Recorder) =>
   Effect.gen(function* () {
     const engine = yield* SyncEngine.SyncEngine
+    recorder?.start()
     const cpu = process.cpuUsage()
     const started = performance.now()
     const summary = yield* engine.syncNow
     const seconds = (performance.now() - started) / 1000
     const used = process.cpuUsage(cpu)
+    recorder?.stop()
     return { seconds, cpuSeconds: (used.user + used.system) / 1e6, pulled: summary.pulled }
   }).pipe(
     Effect.provide(
