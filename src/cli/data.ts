@@ -198,7 +198,12 @@ const verify = Command.make("verify", { db, json }, (a) =>
   Effect.gen(function* () {
     const report = yield* withStore(a.db, { create: false }, Replay.verify({ onProgress: progressReporter("verify") }))
     yield* output(a.json, report, () => formatReport(report))
-    if (!report.ok) return yield* new VerificationFailed({ message: "the view differs from a rebuild of the log" })
+    if (!report.ok) {
+      const message = viewMatches(report)
+        ? "the full-text index is out of step with the view"
+        : "the view differs from a rebuild of the log"
+      return yield* new VerificationFailed({ message })
+    }
   })
 ).pipe(Command.withDescription("check that the view equals a rebuild from the log (exit 1 with a diff if not)"))
 
@@ -275,8 +280,20 @@ const formatListed = (m: ListedMemory): string => {
   return `${m.id}  ${m.deleted ? "[deleted] " : ""}[${m.category}] ${text}`
 }
 
+/** The view's rows equal a rebuild of the log (whatever the state of its full-text index). */
+const viewMatches = (r: Replay.VerifyReport): boolean =>
+  r.onlyInView.length === 0 && r.missingFromView.length === 0 && r.differingCount === 0
+
 const formatReport = (r: Replay.VerifyReport): string => {
   if (r.ok) return `ok: the view equals a rebuild of ${r.events} events (${r.memories} memories)`
+  // Only the index is damaged: saying "the view differs" would send the reader looking for a diff that is not there.
+  if (viewMatches(r)) {
+    return [
+      `DRIFT: the full-text index is out of step with the view (SQLite's integrity check: ${r.ftsMessage ?? "failed"})`,
+      `  the view itself equals a rebuild of ${r.events} events (${r.memories} memories); search may miss or invent`,
+      `  matches until \`memsync rebuild\` rebuilds the index`
+    ].join("\n")
+  }
   const lines = [`DRIFT: the view differs from a rebuild of ${r.events} events`]
   for (const id of r.onlyInView) lines.push(`  only in view:      ${id}`)
   for (const id of r.missingFromView) lines.push(`  missing from view: ${id}`)

@@ -374,6 +374,46 @@ describe.concurrent("memsync data commands", () => {
     TIMEOUT
   )
 
+  it.live(
+    "verify tells a damaged full-text index apart from drift in the view, and rebuild repairs it",
+    () =>
+      Effect.gen(function* () {
+        const db = join(tempDir(), "m.db")
+        yield* seed(db, (store) => store.create({ content: "searchable" }))
+        // An index entry for a row the view does not hold: the view itself still equals a rebuild of the log.
+        const raw = new Sqlite(db)
+        raw
+          .prepare(
+            `INSERT INTO memories_fts (rowid, content, tags, keywords, category) VALUES (999, 'phantom', '', '', '')`
+          )
+          .run()
+        raw.close()
+
+        const [text, json] = yield* Effect.all(
+          [memsync(["verify", "--db", db]), memsync(["verify", "--json", "--db", db])],
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(text.code, 1)
+        assert.strictEqual(text.stderr, "memsync: the full-text index is out of step with the view\n")
+        assert.match(
+          text.stdout,
+          /^DRIFT: the full-text index is out of step with the view \(SQLite's integrity check: /
+        )
+        assert.include(text.stdout, "the view itself equals a rebuild of 1 events (1 memories)")
+        assert.include(text.stdout, "memsync rebuild")
+        assert.notInclude(text.stdout, "the view differs")
+        const report = decodeJson(VerifyReport)(json.stdout)
+        assert.deepStrictEqual([report.ok, report.ftsOk, report.differing.length], [false, false, 0])
+
+        ok(yield* memsync(["rebuild", "--db", db]))
+        assert.strictEqual(
+          ok(yield* memsync(["verify", "--db", db])),
+          "ok: the view equals a rebuild of 1 events (1 memories)\n"
+        )
+      }),
+    TIMEOUT
+  )
+
   it.live.skipIf(!existsSync("/usr/bin/script"))(
     "rebuild draws progress on stderr when it is a terminal, and stdout stays clean JSON",
     () =>
