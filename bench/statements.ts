@@ -5,7 +5,9 @@
  * below it cannot be met by changing the JavaScript.
  *
  * Recording wraps the methods of better-sqlite3's `Statement` prototype between `start` and `stop`. It is a bench tool
- * only: it slows the recorded run, so that run is never the one timed.
+ * only: it slows the recorded run, so that run is never the one timed. Its limits: `db.exec` calls are not recorded (a
+ * catch-up into an empty replica makes none), an `iterate` is replayed to its end, and only array arguments are
+ * copied when recorded.
  */
 import Sqlite from "better-sqlite3"
 import { Effect, Logger, LogLevel } from "effect"

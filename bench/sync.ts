@@ -219,10 +219,13 @@ const catchUp = (file: string, url: string, recorder?: Recorder) =>
     recorder?.start()
     const cpu = process.cpuUsage()
     const started = performance.now()
-    const summary = yield* engine.syncNow
+    // A failed catch-up must not leave every later statement of the process recorded.
+    const summary = yield* Effect.ensuring(
+      engine.syncNow,
+      Effect.sync(() => recorder?.stop())
+    )
     const seconds = (performance.now() - started) / 1000
     const used = process.cpuUsage(cpu)
-    recorder?.stop()
     return { seconds, cpuSeconds: (used.user + used.system) / 1e6, pulled: summary.pulled }
   }).pipe(
     Effect.provide(

@@ -11,20 +11,22 @@
  *
  * The worker starts the first time the WAL holds the auto-checkpoint's number of frames, "the first time a checkpoint
  * was due": a thread costs ~60 ms of CPU to start, which a short CLI command or a small test database would pay for
- * nothing. The count is read from the WAL-index (`-shm`), not from the `-wal` file's size: SQLite reuses the file from
- * its beginning once it was checkpointed and keeps its size, so a WAL made large by a bulk write (this process's, or
- * another's on the same file, such as a `memsync sync --watch` pulling a backlog) would start a thread for every short
- * write after it. (Capping the file with `journal_size_limit` would also do, but cutting it back and growing it again
- * cost a bulk ingest ~5-8% in three interleaved runs.) Until the worker runs, and if it ever fails,
+ * nothing. The file's size does not say so: SQLite reuses the file from its beginning once it was checkpointed and
+ * keeps its size, so a WAL made large by a bulk write (this process's, or another's on the same file, such as a
+ * `memsync sync --watch` pulling a backlog) would start a thread for every short write after it. What does say so is
+ * whether the WAL's frame number `wal_autocheckpoint` belongs to the current use of the file: a frame carries the salts
+ * of the WAL header it was written under, and SQLite changes them at every restart (SQLite's file format, "WAL File
+ * Format"). (Capping the file with `journal_size_limit` would also do, but cutting it back and growing it again cost a
+ * bulk ingest ~5-8% in three interleaved runs. Reading `mxFrame` from the `-shm` file is not safe: SQLite holds POSIX
+ * locks on it, and closing any descriptor of that file drops every lock the process holds on it.) Until the worker runs, and if it ever fails,
  * SQLite's own auto-checkpoint does the work as before; while it runs, the writer's auto-checkpoint stays on as a
  * safety net at `SAFETY_FACTOR` times the size (it also lets SQLite restart the WAL from its beginning when the
  * writer never pauses long enough for the worker to catch up).
  */
 import type Sqlite from "better-sqlite3"
 import { Effect } from "effect"
-import { closeSync, openSync, readSync } from "node:fs"
+import { closeSync, existsSync, openSync, readSync } from "node:fs"
 import { createRequire } from "node:module"
-import { endianness } from "node:os"
 import { resolve } from "node:path"
 import { Worker, type WorkerOptions } from "node:worker_threads"
 
@@ -53,11 +55,9 @@ export interface Options {
   readonly spawn?: (source: string, options: WorkerOptions) => Worker
 }
 
-/**
- * Where the WAL-index header (the first bytes of the `-shm` file) keeps `mxFrame`, the number of valid frames in the
- * WAL: a 32-bit integer in native byte order (SQLite's file format, "WAL-Index Format").
- */
-const MX_FRAME_OFFSET = 16
+/** The WAL file's header and each frame's header, in bytes; a frame's salts sit 8 bytes into its header. */
+const WAL_HEADER = 32
+const FRAME_HEADER = 24
 
 /** The writer's own auto-checkpoint while the worker runs: this many times the size it had. */
 export const SAFETY_FACTOR = 10
@@ -105,7 +105,7 @@ try {
 export const make = (filename: string, db: Sqlite.Database, options: Options = {}): Checkpointer => {
   // Absolute: the worker must open this very file even if the process changes directory meanwhile.
   const path = resolve(filename)
-  const shm = `${path}-shm`
+  const wal = `${path}-wal`
   const autocheckpoint = Number(db.pragma("wal_autocheckpoint", { simple: true }))
   const flags = new Int32Array(new SharedArrayBuffer(4 * Int32Array.BYTES_PER_ELEMENT))
   let state: State = autocheckpoint > 0 ? "idle" : "stopped"
@@ -116,27 +116,36 @@ export const make = (filename: string, db: Sqlite.Database, options: Options = {
     if (db.open) db.pragma(`wal_autocheckpoint = ${pages}`)
   }
 
-  // The `-shm` file, open while the checkpointer waits for a checkpoint to be due.
-  let index: number | undefined
-  const header = Buffer.alloc(4)
-  const closeIndex = () => {
-    const fd = index
-    index = undefined
+  // The `-wal` file, open while the checkpointer waits for a checkpoint to be due. SQLite locks the database and
+  // `-shm` files, never the WAL, so a descriptor of it can be opened and closed without touching SQLite's locks.
+  let walFd: number | undefined
+  const closeWal = () => {
+    const fd = walFd
+    walFd = undefined
     try {
       if (fd !== undefined) closeSync(fd)
     } catch {
       // Nothing is left to release: the descriptor is gone either way.
     }
   }
-  /** Frames in the WAL since it was last restarted: the WAL-index header's `mxFrame`. */
-  const frames = () => {
-    index ??= openSync(shm, "r")
-    readSync(index, header, 0, 4, MX_FRAME_OFFSET)
-    return endianness() === "LE" ? header.readUInt32LE(0) : header.readUInt32BE(0)
+  const header = Buffer.alloc(WAL_HEADER)
+  const frame = Buffer.alloc(FRAME_HEADER)
+  /** Does the WAL hold `autocheckpoint` frames written since SQLite last restarted it (so a checkpoint is due)? */
+  const due = (): boolean => {
+    if (walFd === undefined) {
+      // No WAL file (yet): nothing is due.
+      if (!existsSync(wal)) return false
+      walFd = openSync(wal, "r")
+    }
+    if (readSync(walFd, header, 0, WAL_HEADER, 0) < WAL_HEADER) return false
+    const pageSize = header.readUInt32BE(8)
+    const at = WAL_HEADER + (autocheckpoint - 1) * (FRAME_HEADER + pageSize)
+    if (readSync(walFd, frame, 0, FRAME_HEADER, at) < FRAME_HEADER) return false
+    return frame.compare(header, 16, 24, 8, 16) === 0
   }
 
   const start = () => {
-    closeIndex()
+    closeWal()
     state = "starting"
     const spawn = options.spawn ?? ((source, o) => new Worker(source, o))
     const w = spawn(WORKER_SOURCE, {
@@ -176,18 +185,18 @@ export const make = (filename: string, db: Sqlite.Database, options: Options = {
     Atomics.add(flags, COMMITS, 1)
     try {
       if (state === "idle") {
-        if (frames() >= autocheckpoint) start()
+        if (due()) start()
       } else if (state === "starting" || state === "running") follow()
     } catch {
       if (worker === undefined) {
         state = "failed"
-        closeIndex()
+        closeWal()
       }
     }
   }
 
   const stop = Effect.async<void>((resume) => {
-    closeIndex()
+    closeWal()
     const w = worker
     const alive = (state === "running" || state === "starting") && Atomics.load(flags, WORKER) !== DEAD
     state = "stopped"

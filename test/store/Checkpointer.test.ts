@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import Sqlite from "better-sqlite3"
 import { Effect } from "effect"
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Checkpointer from "../../src/store/Checkpointer.js"
@@ -113,6 +113,30 @@ describe("Checkpointer", () => {
       yield* c.stop
       cli.close()
       daemon.close()
+    }).pipe(Effect.scoped)
+  )
+
+  // SQLite locks the `-shm` file with POSIX locks, which belong to the process: closing ANY descriptor of that file
+  // drops them all, and another process would then take the WAL-index for unused and reset it under the writer.
+  it.live.skipIf(!existsSync("/proc/locks"))("never drops the connection's locks on the WAL-index", () =>
+    Effect.gen(function* () {
+      const file = join(yield* tempDir, "locks.db")
+      const db = walDatabase(file)
+      const shm = statSync(`${file}-shm`).ino
+      const held = () =>
+        readFileSync("/proc/locks", "utf8")
+          .split("\n")
+          .filter((line) => line.includes(` ${process.pid} `) && line.includes(`:${shm} `)).length
+      assert.isAbove(held(), 0, "the connection holds a lock on -shm")
+      const c = Checkpointer.make(file, db, { intervalMs: 10 })
+      writePages(db, 2)
+      c.committed()
+      writePages(db, 30)
+      c.committed()
+      yield* eventually("the worker runs", () => c.state() === "running")
+      yield* c.stop
+      assert.isAbove(held(), 0, "the connection still holds its lock on -shm")
+      db.close()
     }).pipe(Effect.scoped)
   )
 
