@@ -18,10 +18,11 @@
  * of the WAL header it was written under, and SQLite changes them at every restart (SQLite's file format, "WAL File
  * Format"). (Capping the file with `journal_size_limit` would also do, but cutting it back and growing it again cost a
  * bulk ingest ~5-8% in three interleaved runs. Reading `mxFrame` from the `-shm` file is not safe: SQLite holds POSIX
- * locks on it, and closing any descriptor of that file drops every lock the process holds on it.) Until the worker runs, and if it ever fails,
- * SQLite's own auto-checkpoint does the work as before; while it runs, the writer's auto-checkpoint stays on as a
- * safety net at `SAFETY_FACTOR` times the size (it also lets SQLite restart the WAL from its beginning when the
- * writer never pauses long enough for the worker to catch up).
+ * locks on it, and closing any descriptor of that file drops every lock the process holds on it.)
+ *
+ * Until the worker runs, and if it ever fails, SQLite's own auto-checkpoint does the work as before; while it runs, the
+ * writer's auto-checkpoint stays on as a safety net at `SAFETY_FACTOR` times the size (it also lets SQLite restart the
+ * WAL from its beginning when the writer never pauses long enough for the worker to catch up).
  */
 import type Sqlite from "better-sqlite3"
 import { Effect } from "effect"
@@ -32,7 +33,7 @@ import { Worker, type WorkerOptions } from "node:worker_threads"
 
 /** The checkpointer of one open database. */
 export interface Checkpointer {
-  /** Call after every commit of the writer connection (cheap: a shared counter, and a `stat` until the worker runs). */
+  /** Call after every commit of the writer connection (cheap: a counter; two small WAL reads while idle). */
   readonly committed: () => void
   /** Where the worker stands (tests, diagnostics). */
   readonly state: () => State
