@@ -53,8 +53,16 @@ afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true 
 const snapshot = (dir: string): Map<string, Buffer> =>
   new Map(readdirSync(dir).map((name) => [name, readFileSync(join(dir, name))]))
 
+/**
+ * What SQLite itself may leave beside a WAL-mode database when several processes close it at the same moment: each
+ * still sees the others and none may remove the WAL-index (`-shm`) and the WAL. A WAL without a frame holds no write.
+ */
+const closeLeftover = (name: string, bytes: Buffer): boolean =>
+  name.endsWith("-shm") || (name.endsWith("-wal") && bytes.length === 0)
+
 const assertUnchanged = (dir: string, before: Map<string, Buffer>, label: string) => {
   const after = snapshot(dir)
+  for (const [name, bytes] of after) if (!before.has(name) && closeLeftover(name, bytes)) after.delete(name)
   assert.deepStrictEqual([...after.keys()].sort(), [...before.keys()].sort(), `${label}: files in ${dir}`)
   for (const [name, bytes] of before) {
     assert.isTrue(after.get(name)?.equals(bytes), `${label}: ${name} changed`)
