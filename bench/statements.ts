@@ -13,6 +13,7 @@ import Sqlite from "better-sqlite3"
 import { Effect, Logger, LogLevel } from "effect"
 import * as Checkpointer from "../src/store/Checkpointer.js"
 import * as MemoryStore from "../src/store/MemoryStore.js"
+import { openBare } from "./lib.js"
 
 /** One statement call: the method, its SQL, and its arguments (arrays copied at the call). */
 export type Recorded = readonly [method: "run" | "get" | "all" | "iterate", sql: string, args: ReadonlyArray<unknown>]
@@ -63,9 +64,7 @@ export const replay = async (file: string, statements: ReadonlyArray<Recorded>):
       Logger.withMinimumLogLevel(LogLevel.Warning)
     )
   )
-  const db = new Sqlite(file)
-  db.pragma("journal_mode = WAL")
-  db.pragma("synchronous = NORMAL")
+  const db = openBare(file)
   db.pragma("cache_size = -65536")
   db.pragma("recursive_triggers = ON")
   const checkpointer = Checkpointer.make(file, db)
